@@ -1,0 +1,37 @@
+//! The data path of qdrant-tower: Qdrant's RPCs as one tower request type, one error
+//! taxonomy, and [`QdrantService`], the `Service<VectorRequest>` that speaks gRPC to Qdrant.
+//!
+//! - [`VectorRequest`] / [`VectorResponse`]: every Points, Collections and Snapshots RPC and
+//!   the health check, holding qdrant-client's own messages (build them with its builders and
+//!   `.into()`). Each request tells its operation, collection and idempotency through
+//!   [`RequestInfo`](qdrant_tower_layers::RequestInfo).
+//! - [`VectorError`]: every failure with its [`ErrorKind`](qdrant_tower_layers::ErrorKind),
+//!   the operation, collection, gRPC code and message, Qdrant's `retry-after` hint, and
+//!   whether the request may have reached the server. It implements
+//!   [`Classify`](qdrant_tower_layers::Classify), so the resilience layers can act on it.
+//! - [`QdrantService`]: sends each request exactly once over qdrant-client's generated tonic
+//!   clients, after validating it ([`Limits`]).
+//! - [`upsert_chunked`]: a large upsert as bounded-concurrency chunks, none silently lost.
+//!
+//! This crate decides no policy: it never retries, waits or gives up on its own beyond the
+//! request timeout it is configured with. The layers do that.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod chunked;
+mod error;
+mod request;
+mod service;
+mod validate;
+
+pub use chunked::{ChunkOptions, ChunkSuccess, ChunkedUpsert, FailedChunk, upsert_chunked};
+pub use error::{INSUFFICIENT_STORAGE_HEADER, InvalidRequest, RETRY_AFTER_HEADER, VectorError};
+pub use request::{VectorRequest, VectorResponse};
+pub use service::{ConfigError, QdrantService, QdrantServiceBuilder, ResponseFuture};
+pub use validate::Limits;
+
+/// qdrant-client's point payload (build it from a `serde_json` object with `try_from`).
+pub use qdrant_client::Payload;
+/// qdrant-client's generated messages and builders, re-exported so users need not pin the
+/// same version themselves.
+pub use qdrant_client::qdrant;

@@ -1,0 +1,412 @@
+//! `VectorRequest` and `VectorResponse`: every Qdrant RPC as one request type.
+//!
+//! One table, [`vector_ops!`], lists each RPC once: its request and response messages (qdrant
+//! client's own), the generated client method that sends it, its operation name and whether it is
+//! idempotent. Everything per-operation (the enums, `From` impls, operation names, the dispatch
+//! onto the tonic clients) is generated from that table so that the lists cannot drift apart.
+//!
+//! # Idempotency, operation by operation
+//! A request is idempotent when sending it twice leaves Qdrant as sending it once does. Qdrant
+//! point ids are chosen by the client, so every point write addresses fixed ids:
+//! - reads (get, search*, scroll, recommend*, discover*, count, query*, facet, search matrix,
+//!   collection info/list/exists, aliases and snapshot lists, cluster info, health) change
+//!   nothing: idempotent;
+//! - upsert, update/delete vectors, set/overwrite/delete/clear payload, delete points (by ids or
+//!   filter) and update batch (a sequence of those) converge to the same state however often
+//!   they are applied: idempotent (a repeat may overwrite a write made in between by someone
+//!   else, as any retried write can);
+//! - create/delete field index and update collection set a target state: idempotent;
+//! - create collection, create vector name and create shard key fail the second time
+//!   (`already exists`), delete collection and delete shard key destroy whatever holds the name
+//!   at that moment (possibly a new collection), alias changes include renames, creating a
+//!   snapshot makes another snapshot, deleting one fails the second time, and cluster setup
+//!   moves shards: not idempotent.
+
+use qdrant_client::qdrant::{
+    ChangeAliases, ClearPayloadPoints, CollectionClusterInfoRequest, CollectionClusterInfoResponse,
+    CollectionExistsRequest, CollectionExistsResponse, CollectionOperationResponse, CountPoints,
+    CountResponse, CreateCollection, CreateFieldIndexCollection, CreateFullSnapshotRequest,
+    CreateShardKeyRequest, CreateShardKeyResponse, CreateSnapshotRequest, CreateSnapshotResponse,
+    CreateVectorNameRequest, DeleteCollection, DeleteFieldIndexCollection,
+    DeleteFullSnapshotRequest, DeletePayloadPoints, DeletePointVectors, DeletePoints,
+    DeleteShardKeyRequest, DeleteShardKeyResponse, DeleteSnapshotRequest, DeleteSnapshotResponse,
+    DeleteVectorNameRequest, DiscoverBatchPoints, DiscoverBatchResponse, DiscoverPoints,
+    DiscoverResponse, FacetCounts, FacetResponse, GetCollectionInfoRequest,
+    GetCollectionInfoResponse, GetPoints, GetResponse, HealthCheckReply, HealthCheckRequest,
+    ListAliasesRequest, ListAliasesResponse, ListCollectionAliasesRequest, ListCollectionsRequest,
+    ListCollectionsResponse, ListFullSnapshotsRequest, ListShardKeysRequest, ListShardKeysResponse,
+    ListSnapshotsRequest, ListSnapshotsResponse, PointsOperationResponse, QueryBatchPoints,
+    QueryBatchResponse, QueryGroupsResponse, QueryPointGroups, QueryPoints, QueryResponse,
+    RecommendBatchPoints, RecommendBatchResponse, RecommendGroupsResponse, RecommendPointGroups,
+    RecommendPoints, RecommendResponse, ScrollPoints, ScrollResponse, SearchBatchPoints,
+    SearchBatchResponse, SearchGroupsResponse, SearchMatrixOffsetsResponse,
+    SearchMatrixPairsResponse, SearchMatrixPoints, SearchPointGroups, SearchPoints, SearchResponse,
+    SetPayloadPoints, UpdateBatchPoints, UpdateBatchResponse, UpdateCollection,
+    UpdateCollectionClusterSetupRequest, UpdateCollectionClusterSetupResponse, UpdatePointVectors,
+    UpsertPoints, collections_client::CollectionsClient, points_client::PointsClient,
+    qdrant_client::QdrantClient, snapshots_client::SnapshotsClient,
+};
+use qdrant_tower_layers::RequestInfo;
+use tonic::transport::Channel;
+
+use crate::service::CallOptions;
+
+/// Generates `VectorRequest`, `VectorResponse` and everything per operation from one table.
+///
+/// Row: `Variant(RequestType) -> ResponseType = client.method, "op_name", idempotent,
+/// from|no_from, |req| collection_expr;`
+macro_rules! vector_ops {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident($req:ty) -> $resp:ty = $client:ident . $method:ident,
+        $op:literal, $idem:literal, $from:ident, |$r:ident| $coll:expr;
+    )*) => {
+        /// One call to Qdrant: qdrant-client's own request message for the RPC.
+        ///
+        /// Build the message with qdrant-client's builders and convert it with `.into()`:
+        ///
+        /// ```
+        /// use qdrant_client::qdrant::SearchPointsBuilder;
+        /// use qdrant_tower_client::VectorRequest;
+        /// use qdrant_tower_layers::RequestInfo;
+        ///
+        /// let request: VectorRequest = SearchPointsBuilder::new("docs", vec![0.1, 0.2], 5).into();
+        /// assert_eq!(request.operation(), "search");
+        /// assert_eq!(request.collection(), Some("docs"));
+        /// assert!(request.is_idempotent());
+        /// ```
+        ///
+        /// Two RPCs share a message type with another: use [`VectorRequest::OverwritePayload`]
+        /// and [`VectorRequest::SearchMatrixOffsets`] explicitly (`From` picks
+        /// `SetPayload` and `SearchMatrixPairs`).
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum VectorRequest {
+            $(
+                $(#[$doc])*
+                #[doc = concat!("\n\nRPC `", stringify!($client), ".", stringify!($method),
+                    "`, operation name `", $op, "`, idempotent: ", stringify!($idem), ".")]
+                $variant($req),
+            )*
+        }
+
+        /// Qdrant's answer to a [`VectorRequest`]: the variant of the same name, holding
+        /// qdrant-client's own response message.
+        #[derive(Debug, Clone, PartialEq)]
+        #[non_exhaustive]
+        pub enum VectorResponse {
+            $(
+                #[doc = concat!("Answer to [`VectorRequest::", stringify!($variant), "`].")]
+                $variant($resp),
+            )*
+        }
+
+        impl VectorRequest {
+            /// Every operation name, in table order (for metrics pre-registration and tests).
+            pub const OPERATIONS: &'static [&'static str] = &[$($op),*];
+        }
+
+        impl RequestInfo for VectorRequest {
+            fn operation(&self) -> &'static str {
+                match self { $(VectorRequest::$variant(_) => $op,)* }
+            }
+
+            fn collection(&self) -> Option<&str> {
+                match self { $(VectorRequest::$variant($r) => { let _ = &$r; $coll },)* }
+            }
+
+            fn is_idempotent(&self) -> bool {
+                match self { $(VectorRequest::$variant(_) => $idem,)* }
+            }
+        }
+
+        impl VectorResponse {
+            /// The operation name of the request this answers.
+            pub fn operation(&self) -> &'static str {
+                match self { $(VectorResponse::$variant(_) => $op,)* }
+            }
+        }
+
+        $( vector_ops!(@from $from $variant $req); )*
+
+        /// Sends `request` over `channel` with the generated tonic client for its service.
+        // Qdrant deprecated search, recommend and discover (and their batch and group forms)
+        // in favour of query, but still serves them; users who send them get them sent.
+        #[allow(deprecated)]
+        pub(crate) async fn dispatch(
+            channel: Channel,
+            options: &CallOptions,
+            request: VectorRequest,
+        ) -> Result<VectorResponse, tonic::Status> {
+            match request {
+                $(VectorRequest::$variant(message) => {
+                    let mut client = vector_ops!(@client $client channel options);
+                    client
+                        .$method(options.request(message))
+                        .await
+                        .map(|response| VectorResponse::$variant(response.into_inner().into()))
+                })*
+            }
+        }
+    };
+
+    (@from from $variant:ident $req:ty) => {
+        impl From<$req> for VectorRequest {
+            fn from(request: $req) -> Self {
+                VectorRequest::$variant(request)
+            }
+        }
+    };
+    (@from no_from $variant:ident $req:ty) => {};
+
+    (@client points $channel:ident $options:ident) => { $options.configure(PointsClient::new($channel)) };
+    (@client collections $channel:ident $options:ident) => { $options.configure(CollectionsClient::new($channel)) };
+    (@client snapshots $channel:ident $options:ident) => { $options.configure(SnapshotsClient::new($channel)) };
+    (@client qdrant $channel:ident $options:ident) => { $options.configure(QdrantClient::new($channel)) };
+}
+
+/// Applies the per-client options (compression, message size limits) the same way to every
+/// generated client type.
+macro_rules! impl_configure {
+    ($($client:ident),*) => {$(
+        impl crate::service::Configure for $client<Channel> {
+            fn compressed(self, encoding: tonic::codec::CompressionEncoding) -> Self {
+                self.send_compressed(encoding).accept_compressed(encoding)
+            }
+            fn max_message_size(self, bytes: usize) -> Self {
+                self.max_decoding_message_size(bytes).max_encoding_message_size(bytes)
+            }
+        }
+    )*};
+}
+impl_configure!(
+    PointsClient,
+    CollectionsClient,
+    SnapshotsClient,
+    QdrantClient
+);
+
+fn name(collection: &str) -> Option<&str> {
+    Some(collection)
+}
+
+vector_ops! {
+    /// Insert or replace points.
+    Upsert(UpsertPoints) -> PointsOperationResponse = points.upsert, "upsert", true, from, |r| name(&r.collection_name);
+    /// Delete points by ids or by filter.
+    Delete(DeletePoints) -> PointsOperationResponse = points.delete, "delete", true, from, |r| name(&r.collection_name);
+    /// Retrieve points by ids.
+    Get(GetPoints) -> GetResponse = points.get, "get", true, from, |r| name(&r.collection_name);
+    /// Replace named vectors of existing points.
+    UpdateVectors(UpdatePointVectors) -> PointsOperationResponse = points.update_vectors, "update_vectors", true, from, |r| name(&r.collection_name);
+    /// Delete named vectors of points.
+    DeleteVectors(DeletePointVectors) -> PointsOperationResponse = points.delete_vectors, "delete_vectors", true, from, |r| name(&r.collection_name);
+    /// Merge payload keys into points.
+    SetPayload(SetPayloadPoints) -> PointsOperationResponse = points.set_payload, "set_payload", true, from, |r| name(&r.collection_name);
+    /// Replace the whole payload of points.
+    OverwritePayload(SetPayloadPoints) -> PointsOperationResponse = points.overwrite_payload, "overwrite_payload", true, no_from, |r| name(&r.collection_name);
+    /// Delete payload keys of points.
+    DeletePayload(DeletePayloadPoints) -> PointsOperationResponse = points.delete_payload, "delete_payload", true, from, |r| name(&r.collection_name);
+    /// Remove the whole payload of points.
+    ClearPayload(ClearPayloadPoints) -> PointsOperationResponse = points.clear_payload, "clear_payload", true, from, |r| name(&r.collection_name);
+    /// Create a payload index.
+    CreateFieldIndex(CreateFieldIndexCollection) -> PointsOperationResponse = points.create_field_index, "create_field_index", true, from, |r| name(&r.collection_name);
+    /// Delete a payload index.
+    DeleteFieldIndex(DeleteFieldIndexCollection) -> PointsOperationResponse = points.delete_field_index, "delete_field_index", true, from, |r| name(&r.collection_name);
+    /// Add a named vector to a collection.
+    CreateVectorName(CreateVectorNameRequest) -> PointsOperationResponse = points.create_vector_name, "create_vector_name", false, from, |r| name(&r.collection_name);
+    /// Remove a named vector from a collection.
+    DeleteVectorName(DeleteVectorNameRequest) -> PointsOperationResponse = points.delete_vector_name, "delete_vector_name", false, from, |r| name(&r.collection_name);
+    /// Nearest-neighbour search.
+    Search(SearchPoints) -> SearchResponse = points.search, "search", true, from, |r| name(&r.collection_name);
+    /// Several searches in one call.
+    SearchBatch(SearchBatchPoints) -> SearchBatchResponse = points.search_batch, "search_batch", true, from, |r| name(&r.collection_name);
+    /// Search grouped by a payload field.
+    SearchGroups(SearchPointGroups) -> SearchGroupsResponse = points.search_groups, "search_groups", true, from, |r| name(&r.collection_name);
+    /// Page through points.
+    Scroll(ScrollPoints) -> ScrollResponse = points.scroll, "scroll", true, from, |r| name(&r.collection_name);
+    /// Recommend by positive and negative examples.
+    Recommend(RecommendPoints) -> RecommendResponse = points.recommend, "recommend", true, from, |r| name(&r.collection_name);
+    /// Several recommendations in one call.
+    RecommendBatch(RecommendBatchPoints) -> RecommendBatchResponse = points.recommend_batch, "recommend_batch", true, from, |r| name(&r.collection_name);
+    /// Recommendations grouped by a payload field.
+    RecommendGroups(RecommendPointGroups) -> RecommendGroupsResponse = points.recommend_groups, "recommend_groups", true, from, |r| name(&r.collection_name);
+    /// Discovery search with a target and context pairs.
+    Discover(DiscoverPoints) -> DiscoverResponse = points.discover, "discover", true, from, |r| name(&r.collection_name);
+    /// Several discovery searches in one call.
+    DiscoverBatch(DiscoverBatchPoints) -> DiscoverBatchResponse = points.discover_batch, "discover_batch", true, from, |r| name(&r.collection_name);
+    /// Count points, optionally matching a filter.
+    Count(CountPoints) -> CountResponse = points.count, "count", true, from, |r| name(&r.collection_name);
+    /// Several point writes applied in order.
+    UpdateBatch(UpdateBatchPoints) -> UpdateBatchResponse = points.update_batch, "update_batch", true, from, |r| name(&r.collection_name);
+    /// Universal query (nearest, fusion, order-by, …).
+    Query(QueryPoints) -> QueryResponse = points.query, "query", true, from, |r| name(&r.collection_name);
+    /// Several queries in one call.
+    QueryBatch(QueryBatchPoints) -> QueryBatchResponse = points.query_batch, "query_batch", true, from, |r| name(&r.collection_name);
+    /// Query grouped by a payload field.
+    QueryGroups(QueryPointGroups) -> QueryGroupsResponse = points.query_groups, "query_groups", true, from, |r| name(&r.collection_name);
+    /// Count distinct values of a payload field.
+    Facet(FacetCounts) -> FacetResponse = points.facet, "facet", true, from, |r| name(&r.collection_name);
+    /// Distance matrix between sampled points, as pairs.
+    SearchMatrixPairs(SearchMatrixPoints) -> SearchMatrixPairsResponse = points.search_matrix_pairs, "search_matrix_pairs", true, from, |r| name(&r.collection_name);
+    /// Distance matrix between sampled points, as offsets.
+    SearchMatrixOffsets(SearchMatrixPoints) -> SearchMatrixOffsetsResponse = points.search_matrix_offsets, "search_matrix_offsets", true, no_from, |r| name(&r.collection_name);
+
+    /// Collection information: status, points count, config. (The answer is boxed: it is
+    /// five times larger than any other and would make every response that size.)
+    GetCollection(GetCollectionInfoRequest) -> Box<GetCollectionInfoResponse> = collections.get, "get_collection", true, from, |r| name(&r.collection_name);
+    /// List collections.
+    ListCollections(ListCollectionsRequest) -> ListCollectionsResponse = collections.list, "list_collections", true, from, |r| None;
+    /// Create a collection.
+    CreateCollection(CreateCollection) -> CollectionOperationResponse = collections.create, "create_collection", false, from, |r| name(&r.collection_name);
+    /// Change a collection's parameters.
+    UpdateCollection(UpdateCollection) -> CollectionOperationResponse = collections.update, "update_collection", true, from, |r| name(&r.collection_name);
+    /// Delete a collection and its data.
+    DeleteCollection(DeleteCollection) -> CollectionOperationResponse = collections.delete, "delete_collection", false, from, |r| name(&r.collection_name);
+    /// Create, rename or delete aliases.
+    UpdateAliases(ChangeAliases) -> CollectionOperationResponse = collections.update_aliases, "update_aliases", false, from, |r| None;
+    /// List the aliases of one collection.
+    ListCollectionAliases(ListCollectionAliasesRequest) -> ListAliasesResponse = collections.list_collection_aliases, "list_collection_aliases", true, from, |r| name(&r.collection_name);
+    /// List all aliases.
+    ListAliases(ListAliasesRequest) -> ListAliasesResponse = collections.list_aliases, "list_aliases", true, from, |r| None;
+    /// Shard placement of a collection.
+    CollectionClusterInfo(CollectionClusterInfoRequest) -> CollectionClusterInfoResponse = collections.collection_cluster_info, "collection_cluster_info", true, from, |r| name(&r.collection_name);
+    /// Whether a collection exists.
+    CollectionExists(CollectionExistsRequest) -> CollectionExistsResponse = collections.collection_exists, "collection_exists", true, from, |r| name(&r.collection_name);
+    /// Move, replicate or drop shards.
+    UpdateCollectionClusterSetup(UpdateCollectionClusterSetupRequest) -> UpdateCollectionClusterSetupResponse = collections.update_collection_cluster_setup, "update_collection_cluster_setup", false, from, |r| name(&r.collection_name);
+    /// Create a shard key.
+    CreateShardKey(CreateShardKeyRequest) -> CreateShardKeyResponse = collections.create_shard_key, "create_shard_key", false, from, |r| name(&r.collection_name);
+    /// Delete a shard key and its data.
+    DeleteShardKey(DeleteShardKeyRequest) -> DeleteShardKeyResponse = collections.delete_shard_key, "delete_shard_key", false, from, |r| name(&r.collection_name);
+    /// List shard keys.
+    ListShardKeys(ListShardKeysRequest) -> ListShardKeysResponse = collections.list_shard_keys, "list_shard_keys", true, from, |r| name(&r.collection_name);
+
+    /// Snapshot a collection.
+    CreateSnapshot(CreateSnapshotRequest) -> CreateSnapshotResponse = snapshots.create, "create_snapshot", false, from, |r| name(&r.collection_name);
+    /// List a collection's snapshots.
+    ListSnapshots(ListSnapshotsRequest) -> ListSnapshotsResponse = snapshots.list, "list_snapshots", true, from, |r| name(&r.collection_name);
+    /// Delete a collection snapshot.
+    DeleteSnapshot(DeleteSnapshotRequest) -> DeleteSnapshotResponse = snapshots.delete, "delete_snapshot", false, from, |r| name(&r.collection_name);
+    /// Snapshot the whole storage.
+    CreateFullSnapshot(CreateFullSnapshotRequest) -> CreateSnapshotResponse = snapshots.create_full, "create_full_snapshot", false, from, |r| None;
+    /// List full-storage snapshots.
+    ListFullSnapshots(ListFullSnapshotsRequest) -> ListSnapshotsResponse = snapshots.list_full, "list_full_snapshots", true, from, |r| None;
+    /// Delete a full-storage snapshot.
+    DeleteFullSnapshot(DeleteFullSnapshotRequest) -> DeleteSnapshotResponse = snapshots.delete_full, "delete_full_snapshot", false, from, |r| None;
+
+    /// Server liveness and version.
+    HealthCheck(HealthCheckRequest) -> HealthCheckReply = qdrant.health_check, "health_check", true, from, |r| None;
+}
+
+/// `builder.into()` for each of qdrant-client's request builders, through its message.
+macro_rules! from_builders {
+    ($($builder:ident => $message:ident),* $(,)?) => {$(
+        impl From<qdrant_client::qdrant::$builder> for VectorRequest {
+            fn from(builder: qdrant_client::qdrant::$builder) -> Self {
+                VectorRequest::from($message::from(builder))
+            }
+        }
+    )*};
+}
+
+from_builders! {
+    UpsertPointsBuilder => UpsertPoints,
+    DeletePointsBuilder => DeletePoints,
+    GetPointsBuilder => GetPoints,
+    UpdatePointVectorsBuilder => UpdatePointVectors,
+    DeletePointVectorsBuilder => DeletePointVectors,
+    SetPayloadPointsBuilder => SetPayloadPoints,
+    DeletePayloadPointsBuilder => DeletePayloadPoints,
+    ClearPayloadPointsBuilder => ClearPayloadPoints,
+    CreateFieldIndexCollectionBuilder => CreateFieldIndexCollection,
+    DeleteFieldIndexCollectionBuilder => DeleteFieldIndexCollection,
+    CreateVectorNameRequestBuilder => CreateVectorNameRequest,
+    DeleteVectorNameRequestBuilder => DeleteVectorNameRequest,
+    SearchPointsBuilder => SearchPoints,
+    SearchBatchPointsBuilder => SearchBatchPoints,
+    SearchPointGroupsBuilder => SearchPointGroups,
+    ScrollPointsBuilder => ScrollPoints,
+    RecommendPointsBuilder => RecommendPoints,
+    RecommendBatchPointsBuilder => RecommendBatchPoints,
+    RecommendPointGroupsBuilder => RecommendPointGroups,
+    DiscoverPointsBuilder => DiscoverPoints,
+    DiscoverBatchPointsBuilder => DiscoverBatchPoints,
+    CountPointsBuilder => CountPoints,
+    UpdateBatchPointsBuilder => UpdateBatchPoints,
+    QueryPointsBuilder => QueryPoints,
+    QueryBatchPointsBuilder => QueryBatchPoints,
+    QueryPointGroupsBuilder => QueryPointGroups,
+    FacetCountsBuilder => FacetCounts,
+    SearchMatrixPointsBuilder => SearchMatrixPoints,
+    CreateCollectionBuilder => CreateCollection,
+    UpdateCollectionBuilder => UpdateCollection,
+    DeleteCollectionBuilder => DeleteCollection,
+    UpdateCollectionClusterSetupRequestBuilder => UpdateCollectionClusterSetupRequest,
+    CreateShardKeyRequestBuilder => CreateShardKeyRequest,
+    DeleteShardKeyRequestBuilder => DeleteShardKeyRequest,
+    DeleteSnapshotRequestBuilder => DeleteSnapshotRequest,
+}
+
+impl VectorRequest {
+    /// A request that replaces the whole payload of the selected points
+    /// ([`VectorRequest::OverwritePayload`]); `From<SetPayloadPoints>` merges instead.
+    pub fn overwrite_payload(request: impl Into<SetPayloadPoints>) -> Self {
+        VectorRequest::OverwritePayload(request.into())
+    }
+
+    /// A distance-matrix request answered as offsets ([`VectorRequest::SearchMatrixOffsets`]);
+    /// `From<SearchMatrixPoints>` asks for pairs.
+    pub fn search_matrix_offsets(request: impl Into<SearchMatrixPoints>) -> Self {
+        VectorRequest::SearchMatrixOffsets(request.into())
+    }
+
+    /// A health check (liveness and version), the probe a health gate uses.
+    pub fn health_check() -> Self {
+        VectorRequest::HealthCheck(HealthCheckRequest {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qdrant_client::qdrant::{
+        CreateCollectionBuilder, DeleteCollectionBuilder, Distance, PointStruct,
+        UpsertPointsBuilder, VectorParamsBuilder,
+    };
+
+    #[test]
+    fn operation_names_are_unique() {
+        let mut names = VectorRequest::OPERATIONS.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), VectorRequest::OPERATIONS.len());
+        // 30 Points RPCs, 14 Collections, 6 Snapshots, 1 health check.
+        assert_eq!(names.len(), 51);
+    }
+
+    #[test]
+    fn requests_know_their_collection_and_idempotency() {
+        let upsert: VectorRequest = UpsertPointsBuilder::new(
+            "docs",
+            vec![PointStruct::new(1, vec![0.1_f32, 0.2], [("k", "v".into())])],
+        )
+        .into();
+        assert_eq!(
+            (
+                upsert.operation(),
+                upsert.collection(),
+                upsert.is_idempotent()
+            ),
+            ("upsert", Some("docs"), true)
+        );
+
+        let create: VectorRequest = CreateCollectionBuilder::new("docs")
+            .vectors_config(VectorParamsBuilder::new(2, Distance::Cosine))
+            .into();
+        assert!(!create.is_idempotent());
+        let delete: VectorRequest = DeleteCollectionBuilder::new("docs").into();
+        assert!(!delete.is_idempotent());
+        assert_eq!(VectorRequest::health_check().collection(), None);
+    }
+}

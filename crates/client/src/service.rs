@@ -1,0 +1,580 @@
+//! `QdrantService`: the `Service<VectorRequest>` at the bottom of every stack.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use qdrant_tower_layers::{ErrorKind, RequestInfo};
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tower_service::Service;
+
+use crate::error::VectorError;
+use crate::request::{VectorRequest, VectorResponse, dispatch};
+use crate::validate::Limits;
+
+/// The metadata key Qdrant reads the API key from.
+const API_KEY_HEADER: &str = "api-key";
+
+/// A [`tower::Service`] that sends each [`VectorRequest`] to Qdrant over gRPC.
+///
+/// It uses qdrant-client's generated tonic clients directly — not the high-level `Qdrant`
+/// client, whose channel pool retries once, immediately and blindly, even writes. This service
+/// sends each request exactly once: retrying is the job of the retry layer, which knows the
+/// error kind and whether the request is idempotent.
+///
+/// Each call is validated first ([`VectorRequest::validate`]); an invalid request fails with
+/// [`ErrorKind::InvalidRequest`] without touching the network. Every failure is a
+/// [`VectorError`] with its [`ErrorKind`].
+///
+/// # Channels
+/// The service holds one or more tonic [`Channel`]s (one HTTP/2 connection each:
+/// `connections_per_endpoint` per endpoint) and spreads calls over them round-robin. Channels
+/// connect lazily and reconnect by themselves, so building the service never fails because
+/// Qdrant is down; [`QdrantServiceBuilder::connect`] checks the connections eagerly.
+///
+/// # Readiness
+/// `poll_ready` reserves a slot on the channel the next call will use and reports that
+/// channel's own readiness; `call` uses exactly that channel. Clones share the channels but
+/// not the reservation, as with any tower service.
+///
+/// # Example
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use qdrant_client::qdrant::SearchPointsBuilder;
+/// use qdrant_tower_client::{QdrantService, VectorResponse};
+/// use tower::ServiceExt;
+///
+/// let service = QdrantService::builder()
+///     .endpoint("http://localhost:6334")
+///     .api_key(std::env::var("QDRANT_API_KEY").ok())
+///     .build()?;
+/// let response = service
+///     .oneshot(SearchPointsBuilder::new("docs", vec![0.1, 0.2, 0.3], 5).into())
+///     .await?;
+/// if let VectorResponse::Search(found) = response {
+///     println!("{} hits", found.result.len());
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct QdrantService {
+    shared: Arc<Shared>,
+    /// The channel `poll_ready` reserved a slot on, which the next `call` uses.
+    ready: Option<Channel>,
+}
+
+struct Shared {
+    channels: Box<[Channel]>,
+    next: AtomicUsize,
+    options: CallOptions,
+    limits: Limits,
+}
+
+impl Shared {
+    fn pick(&self) -> Channel {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
+        self.channels[index].clone()
+    }
+}
+
+impl QdrantService {
+    /// A builder with the defaults documented on each of its methods.
+    pub fn builder() -> QdrantServiceBuilder {
+        QdrantServiceBuilder::default()
+    }
+
+    /// A service on one endpoint with every other option at its default.
+    ///
+    /// Must be called within a Tokio runtime (tonic spawns each channel's worker).
+    pub fn from_url(url: impl Into<String>) -> Result<Self, ConfigError> {
+        QdrantService::builder().endpoint(url).build()
+    }
+
+    /// The limits requests are validated against before sending.
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+}
+
+impl Clone for QdrantService {
+    fn clone(&self) -> Self {
+        QdrantService {
+            shared: Arc::clone(&self.shared),
+            ready: None,
+        }
+    }
+}
+
+impl fmt::Debug for QdrantService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QdrantService")
+            .field("channels", &self.shared.channels.len())
+            .field("options", &self.shared.options)
+            .field("limits", &self.shared.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service<VectorRequest> for QdrantService {
+    type Response = VectorResponse;
+    type Error = VectorError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let channel = self.ready.get_or_insert_with(|| self.shared.pick());
+        Service::<http::Request<tonic::body::Body>>::poll_ready(channel, cx).map_err(|error| {
+            // The channel's worker is gone; the next poll picks (and rebuilds) another.
+            self.ready = None;
+            VectorError::new(ErrorKind::Connect, "poll_ready", error.to_string())
+                .with_source(error)
+                .with_maybe_sent(false)
+        })
+    }
+
+    fn call(&mut self, request: VectorRequest) -> Self::Future {
+        if let Err(error) = request.validate(&self.shared.limits) {
+            return ResponseFuture::failed(error);
+        }
+        let channel = self.ready.take().unwrap_or_else(|| self.shared.pick());
+        let shared = Arc::clone(&self.shared);
+        let operation = request.operation();
+        let collection = request.collection().map(str::to_owned);
+        ResponseFuture::called(Box::pin(async move {
+            dispatch(channel, &shared.options, request)
+                .await
+                .map_err(|status| {
+                    VectorError::from_status(status, operation, collection.as_deref())
+                })
+        }))
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<VectorResponse, VectorError>> + Send>>;
+
+/// The future of a [`QdrantService`] call.
+///
+/// The call itself is boxed: the generated tonic clients' futures cannot be named, and one
+/// allocation is small beside a gRPC round trip (tonic allocates several per call). A request
+/// rejected by validation resolves at once without allocating a future.
+pub struct ResponseFuture {
+    state: State,
+}
+
+enum State {
+    Failed(Option<VectorError>),
+    Called(BoxFuture),
+}
+
+impl ResponseFuture {
+    fn failed(error: VectorError) -> Self {
+        ResponseFuture {
+            state: State::Failed(Some(error)),
+        }
+    }
+
+    fn called(future: BoxFuture) -> Self {
+        ResponseFuture {
+            state: State::Called(future),
+        }
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<VectorResponse, VectorError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            State::Failed(error) => Poll::Ready(Err(error
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+            State::Called(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+/// What every call carries: credentials, headers, timeout, compression and size limits.
+pub(crate) struct CallOptions {
+    api_key: Option<AsciiMetadataValue>,
+    headers: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
+    timeout: Option<Duration>,
+    compression: bool,
+    max_message_size: usize,
+}
+
+impl CallOptions {
+    /// Wraps `message` in a tonic request with the API key, custom headers and timeout.
+    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let metadata = request.metadata_mut();
+        for (key, value) in &self.headers {
+            metadata.insert(key.clone(), value.clone());
+        }
+        if let Some(key) = &self.api_key {
+            metadata.insert(API_KEY_HEADER, key.clone());
+        }
+        if let Some(timeout) = self.timeout {
+            // Sent as `grpc-timeout` so Qdrant stops working on it, and enforced by the channel.
+            request.set_timeout(timeout);
+        }
+        request
+    }
+
+    /// Applies compression and message size limits to a generated client.
+    pub(crate) fn configure<C: Configure>(&self, client: C) -> C {
+        let client = client.max_message_size(self.max_message_size);
+        if self.compression {
+            client.compressed(CompressionEncoding::Gzip)
+        } else {
+            client
+        }
+    }
+}
+
+impl fmt::Debug for CallOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallOptions")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("timeout", &self.timeout)
+            .field("compression", &self.compression)
+            .field("max_message_size", &self.max_message_size)
+            .finish()
+    }
+}
+
+/// The knobs every generated tonic client has under its own name.
+pub(crate) trait Configure: Sized {
+    fn compressed(self, encoding: CompressionEncoding) -> Self;
+    fn max_message_size(self, bytes: usize) -> Self;
+}
+
+/// Builds a [`QdrantService`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), qdrant_tower_client::ConfigError> {
+/// use std::time::Duration;
+/// use qdrant_tower_client::QdrantService;
+///
+/// let service = QdrantService::builder()
+///     .endpoint("http://127.0.0.1:6334")
+///     .endpoint("http://127.0.0.1:6335")
+///     .connections_per_endpoint(2)
+///     .connect_timeout(Duration::from_secs(2))
+///     .request_timeout(Some(Duration::from_secs(10)))
+///     .api_key(Some("secret"))
+///     .build()?;
+/// assert!(!format!("{service:?}").contains("secret"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct QdrantServiceBuilder {
+    endpoints: Vec<String>,
+    connections_per_endpoint: usize,
+    connect_timeout: Duration,
+    keep_alive_interval: Option<Duration>,
+    keep_alive_timeout: Duration,
+    request_timeout: Option<Duration>,
+    tls: Option<ClientTlsConfig>,
+    api_key: Option<String>,
+    compression: bool,
+    headers: Vec<(String, String)>,
+    max_message_size: usize,
+    limits: Limits,
+}
+
+impl Default for QdrantServiceBuilder {
+    fn default() -> Self {
+        QdrantServiceBuilder {
+            endpoints: Vec::new(),
+            connections_per_endpoint: 1,
+            connect_timeout: Duration::from_secs(5),
+            keep_alive_interval: Some(Duration::from_secs(20)),
+            keep_alive_timeout: Duration::from_secs(10),
+            request_timeout: Some(Duration::from_secs(30)),
+            tls: None,
+            api_key: None,
+            compression: false,
+            headers: Vec::new(),
+            max_message_size: 64 * 1024 * 1024,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl fmt::Debug for QdrantServiceBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QdrantServiceBuilder")
+            .field("endpoints", &self.endpoints)
+            .field("connections_per_endpoint", &self.connections_per_endpoint)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("keep_alive_interval", &self.keep_alive_interval)
+            .field("keep_alive_timeout", &self.keep_alive_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("tls", &self.tls.is_some())
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("compression", &self.compression)
+            .field("max_message_size", &self.max_message_size)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl QdrantServiceBuilder {
+    /// Adds an endpoint, such as `http://localhost:6334` (Qdrant's gRPC port) or an `https://`
+    /// URL (TLS with the system's roots unless [`tls`](Self::tls) is set). Calls spread over
+    /// all endpoints round-robin. At least one is required.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoints.push(url.into());
+        self
+    }
+
+    /// HTTP/2 connections to open per endpoint. Default 1; more helps past a few hundred
+    /// concurrent calls, where one connection's stream limit and single-threaded framing bind.
+    pub fn connections_per_endpoint(mut self, connections: usize) -> Self {
+        self.connections_per_endpoint = connections;
+        self
+    }
+
+    /// How long to wait for a TCP (and TLS) connection. Default 5 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How often to send an HTTP/2 PING on a connection, busy or idle, to find a dead peer
+    /// (a blackholed connection otherwise looks alive until TCP gives up, minutes later).
+    /// Default 20 s; `None` sends none.
+    pub fn keep_alive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.keep_alive_interval = interval;
+        self
+    }
+
+    /// How long to wait for a PING's answer before closing the connection. Default 10 s.
+    pub fn keep_alive_timeout(mut self, timeout: Duration) -> Self {
+        self.keep_alive_timeout = timeout;
+        self
+    }
+
+    /// The longest a single call may take, sent to Qdrant as `grpc-timeout` (so it stops
+    /// working on a call nobody waits for) and enforced on the client. Default 30 s; `None`
+    /// for no timeout (then bound calls with the deadline layers).
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// TLS settings (rustls). Default: none for `http://`, the system's roots for `https://`.
+    pub fn tls(mut self, tls: ClientTlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The API key, sent as the `api-key` header on every call. It never appears in `Debug`
+    /// output, logs or errors. Default none.
+    pub fn api_key(mut self, key: Option<impl Into<String>>) -> Self {
+        self.api_key = key.map(Into::into);
+        self
+    }
+
+    /// Compress requests and accept compressed responses with gzip. Default off: vectors of
+    /// floats compress poorly and the CPU cost usually outweighs the bytes saved.
+    pub fn compression(mut self, gzip: bool) -> Self {
+        self.compression = gzip;
+        self
+    }
+
+    /// Adds a header sent with every call (ASCII name and value).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The largest message sent or accepted. Default 64 MiB. Writes are also validated
+    /// against it (see [`Limits::max_bytes`]): tonic would otherwise fail an oversized
+    /// message mid-stream with an HTTP/2 reset that looks like a broken connection.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// The limits requests are validated against before sending. Default [`Limits::default`].
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Builds the service with lazily connecting channels: it succeeds while Qdrant is down.
+    ///
+    /// Must be called within a Tokio runtime (tonic spawns each channel's worker).
+    pub fn build(self) -> Result<QdrantService, ConfigError> {
+        let (endpoints, options, limits) = self.prepare()?;
+        let channels = endpoints.iter().map(Endpoint::connect_lazy).collect();
+        Ok(QdrantService::new(channels, options, limits))
+    }
+
+    /// Builds the service and opens every connection first, failing with a
+    /// [`ErrorKind::Connect`] error naming the endpoint if one cannot be reached within the
+    /// connect timeout.
+    pub async fn connect(self) -> Result<QdrantService, VectorError> {
+        let (endpoints, options, limits) = self.prepare().map_err(|error| {
+            VectorError::new(ErrorKind::InvalidRequest, "connect", error.to_string())
+                .with_source(error)
+                .with_maybe_sent(false)
+        })?;
+        let mut channels = Vec::with_capacity(endpoints.len());
+        for endpoint in &endpoints {
+            let channel = endpoint.connect().await.map_err(|error| {
+                let message = format!("cannot connect to {}: {error}", endpoint.uri());
+                VectorError::new(ErrorKind::Connect, "connect", message)
+                    .with_source(error)
+                    .with_maybe_sent(false)
+            })?;
+            channels.push(channel);
+        }
+        Ok(QdrantService::new(channels, options, limits))
+    }
+
+    fn prepare(self) -> Result<(Vec<Endpoint>, CallOptions, Limits), ConfigError> {
+        if self.endpoints.is_empty() {
+            return Err(ConfigError::new(
+                "endpoint",
+                "at least one endpoint is required",
+            ));
+        }
+        if self.connections_per_endpoint == 0 {
+            return Err(ConfigError::new(
+                "connections_per_endpoint",
+                "must be at least 1",
+            ));
+        }
+        let mut endpoints = Vec::new();
+        for url in &self.endpoints {
+            let mut endpoint = Endpoint::from_shared(url.clone())
+                .map_err(|error| {
+                    ConfigError::new("endpoint", format!("`{url}` is not a valid URL: {error}"))
+                })?
+                .connect_timeout(self.connect_timeout)
+                .tcp_nodelay(true)
+                .tcp_keepalive(Some(Duration::from_secs(60)))
+                .keep_alive_timeout(self.keep_alive_timeout)
+                .keep_alive_while_idle(self.keep_alive_interval.is_some());
+            if let Some(interval) = self.keep_alive_interval {
+                endpoint = endpoint.http2_keep_alive_interval(interval);
+            }
+            let tls = match (&self.tls, endpoint.uri().scheme_str()) {
+                (Some(tls), _) => Some(tls.clone()),
+                (None, Some("https")) => Some(ClientTlsConfig::new().with_native_roots()),
+                (None, _) => None,
+            };
+            if let Some(tls) = tls {
+                endpoint = endpoint
+                    .tls_config(tls)
+                    .map_err(|error| ConfigError::new("tls", error.to_string()))?;
+            }
+            for _ in 0..self.connections_per_endpoint {
+                endpoints.push(endpoint.clone());
+            }
+        }
+        let api_key = match self.api_key {
+            Some(key) => {
+                let mut value = AsciiMetadataValue::try_from(key).map_err(|_| {
+                    // The value itself is a secret: say what is wrong, not what it is.
+                    ConfigError::new("api_key", "must be visible ASCII")
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
+        let mut headers = Vec::with_capacity(self.headers.len());
+        for (name, value) in self.headers {
+            let key = AsciiMetadataKey::from_bytes(name.as_bytes()).map_err(|_| {
+                ConfigError::new("header", format!("`{name}` is not a valid header name"))
+            })?;
+            let value = AsciiMetadataValue::try_from(value).map_err(|_| {
+                ConfigError::new(
+                    "header",
+                    format!("the value of `{name}` must be visible ASCII"),
+                )
+            })?;
+            headers.push((key, value));
+        }
+        let options = CallOptions {
+            api_key,
+            headers,
+            timeout: self.request_timeout,
+            compression: self.compression,
+            max_message_size: self.max_message_size,
+        };
+        let limits = Limits {
+            max_bytes: self.limits.max_bytes.min(self.max_message_size),
+            ..self.limits
+        };
+        Ok((endpoints, options, limits))
+    }
+}
+
+impl QdrantService {
+    fn new(channels: Vec<Channel>, options: CallOptions, limits: Limits) -> Self {
+        QdrantService {
+            shared: Arc::new(Shared {
+                channels: channels.into_boxed_slice(),
+                next: AtomicUsize::new(0),
+                options,
+                limits,
+            }),
+            ready: None,
+        }
+    }
+}
+
+/// A builder setting that cannot work, naming the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid QdrantService setting `{field}`: {reason}")]
+pub struct ConfigError {
+    field: &'static str,
+    reason: String,
+}
+
+impl ConfigError {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The setting that is wrong.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+}
