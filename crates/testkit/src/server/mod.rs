@@ -1,0 +1,274 @@
+//! The embedded server: [`TestServer`] and its builder, and the gRPC services behind it.
+//!
+//! `api` holds the state the services share and the health check, `collections` and `points`
+//! the two big services, `convert`, `filter` and `index` the protobuf ↔ engine conversions, and
+//! `status` the error → `tonic::Status` mapping.
+
+mod api;
+mod collections;
+mod convert;
+mod filter;
+mod index;
+mod points;
+mod snapshots;
+mod status;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use qdrant_client::qdrant::collections_server::CollectionsServer;
+use qdrant_client::qdrant::points_server::PointsServer;
+use qdrant_client::qdrant::qdrant_server::QdrantServer;
+use qdrant_client::qdrant::snapshots_server::SnapshotsServer;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use self::api::QdrantApi;
+use crate::TestkitError;
+use crate::storage::{DataRoot, Storage, StorageSettings};
+
+/// Largest request the server decodes, as Qdrant's default `max_request_size_mb` (32 MiB).
+const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+/// How long [`TestServer::shutdown`] waits for open connections to finish before cutting them.
+const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A Qdrant-compatible gRPC server running in-process on `127.0.0.1`, backed by qdrant-edge.
+///
+/// It serves the `qdrant.Qdrant`, `qdrant.Collections` and `qdrant.Points` services that
+/// qdrant-client's generated tonic clients speak, on a free port chosen by the OS. Collections
+/// are real: each one is an `EdgeShard` (Qdrant's own storage engine, with WAL, HNSW, payload
+/// indexes and filters) in its own directory. RPCs outside the implemented set answer
+/// `UNIMPLEMENTED` with a message naming the method.
+///
+/// Use it wherever a test, an example or a bench needs a Qdrant without Docker. Do not use it
+/// as a production database: there is one shard per collection, no replication, no auth.
+///
+/// Each server starts, per collection, one search thread pool of
+/// [`search_threads`](TestServerBuilder::search_threads) threads (default 1), so many servers can
+/// run side by side in one test binary.
+///
+/// Dropping the server stops it at once; [`shutdown`](TestServer::shutdown) stops it gracefully
+/// and flushes every collection to disk first.
+///
+/// # Example
+///
+/// ```
+/// use qdrant_client::qdrant::HealthCheckRequest;
+/// use qdrant_client::qdrant::qdrant_client::QdrantClient;
+/// use qdrant_tower_testkit::TestServer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = TestServer::start().await?;
+/// let mut client = QdrantClient::connect(server.url()).await?;
+/// let reply = client.health_check(HealthCheckRequest {}).await?.into_inner();
+/// assert_eq!(reply.title, "qdrant - vector search engine");
+/// server.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct TestServer {
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    storage: Option<Arc<Storage>>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+}
+
+impl TestServer {
+    /// Starts a server with the default settings: a fresh temporary data directory (removed
+    /// when the server is gone) and one search thread per collection.
+    ///
+    /// Must be called within a tokio runtime, which then runs the server.
+    pub async fn start() -> Result<Self, TestkitError> {
+        Self::builder().start().await
+    }
+
+    /// A builder to choose the data directory or the search threads.
+    pub fn builder() -> TestServerBuilder {
+        TestServerBuilder::default()
+    }
+
+    /// The address the server listens on: `127.0.0.1` and the port the OS chose.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL to connect a client to, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The directory the collections are stored in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops the server gracefully: it stops accepting connections, lets the open ones finish
+    /// (for at most 5 s), waits for running optimizations, then flushes every collection's WAL
+    /// and segments to disk and closes their files.
+    ///
+    /// With a persistent [`data_dir`](TestServerBuilder::data_dir), a server started afterwards
+    /// on the same directory finds every collection and point again. Flush failures are logged
+    /// with `tracing`; they do not stop the shutdown.
+    pub async fn shutdown(mut self) {
+        if let Some(signal) = self.shutdown.take() {
+            let _ = signal.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            match tokio::time::timeout(GRACEFUL_SHUTDOWN_TIMEOUT, &mut task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(err))) => tracing::warn!(%err, "testkit server stopped with an error"),
+                Ok(Err(err)) => tracing::warn!(%err, "testkit server task failed"),
+                Err(_) => {
+                    tracing::warn!("testkit server did not drain in time; closing connections");
+                    task.abort();
+                    let _ = task.await;
+                }
+            }
+        }
+        if let Some(storage) = self.storage.take() {
+            match tokio::task::spawn_blocking(move || storage.close()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(%err, "flushing collections on shutdown failed"),
+                Err(err) => tracing::error!(%err, "closing collections on shutdown panicked"),
+            }
+        }
+    }
+}
+
+impl Drop for TestServer {
+    /// Stops the server task without waiting for it. The collections are flushed and the
+    /// temporary directory removed when the task has released them, so reopen a persistent
+    /// directory only after [`shutdown`](TestServer::shutdown).
+    fn drop(&mut self) {
+        if let Some(signal) = self.shutdown.take() {
+            let _ = signal.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Configures and starts a [`TestServer`].
+///
+/// ```
+/// use qdrant_tower_testkit::TestServer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let server = TestServer::builder()
+///     .data_dir(dir.path())
+///     .search_threads(2)
+///     .start()
+///     .await?;
+/// assert!(server.url().starts_with("http://127.0.0.1:"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TestServerBuilder {
+    data_dir: Option<PathBuf>,
+    search_threads: usize,
+}
+
+impl Default for TestServerBuilder {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            search_threads: 1,
+        }
+    }
+}
+
+impl TestServerBuilder {
+    /// Stores collections in `path` (created if missing) instead of a temporary directory, and
+    /// keeps them there: a server started later on the same path loads them again.
+    ///
+    /// Only one server may use a directory at a time (the engine locks each collection's WAL).
+    /// Default: a fresh temporary directory, removed when the server is gone.
+    pub fn data_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(path.into());
+        self
+    }
+
+    /// Threads of each collection's search pool, and of its HNSW index builds unless the
+    /// collection's `hnsw_config.max_indexing_threads` says otherwise. `0` counts as `1`.
+    ///
+    /// Default: 1, so that many servers in one test binary do not start a pool per CPU each.
+    pub fn search_threads(mut self, threads: usize) -> Self {
+        self.search_threads = threads.max(1);
+        self
+    }
+
+    /// Opens the data directory (loading the collections in it), binds `127.0.0.1:0` and starts
+    /// serving on the current tokio runtime.
+    pub async fn start(self) -> Result<TestServer, TestkitError> {
+        let root = match self.data_dir {
+            Some(path) => DataRoot::persistent(path),
+            None => DataRoot::temporary()?,
+        };
+        let data_dir = root.path().to_path_buf();
+        let settings = StorageSettings {
+            search_threads: self.search_threads,
+        };
+        let storage = tokio::task::spawn_blocking(move || Storage::open(root, settings))
+            .await
+            .map_err(|err| {
+                TestkitError::Server(format!("opening the storage panicked: {err}"))
+            })??;
+        let storage = Arc::new(storage);
+
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .map_err(TestkitError::Bind)?;
+        let addr = listener.local_addr().map_err(TestkitError::Bind)?;
+        // Small gRPC frames must not wait for Nagle's algorithm.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+
+        let api = QdrantApi::new(Arc::clone(&storage));
+        let router = Server::builder()
+            .add_service(
+                QdrantServer::new(api.clone())
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip),
+            )
+            .add_service(
+                CollectionsServer::new(api.clone())
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .max_decoding_message_size(MAX_REQUEST_BYTES)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(SnapshotsServer::new(api.clone()))
+            .add_service(
+                PointsServer::new(api)
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .max_decoding_message_size(MAX_REQUEST_BYTES)
+                    .max_encoding_message_size(usize::MAX),
+            );
+
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+            let _ = signal.await;
+        }));
+        tracing::debug!(%addr, data_dir = %data_dir.display(), "testkit server started");
+
+        Ok(TestServer {
+            addr,
+            data_dir,
+            storage: Some(storage),
+            shutdown: Some(shutdown),
+            task: Some(task),
+        })
+    }
+}
