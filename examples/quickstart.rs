@@ -1,0 +1,107 @@
+//! Quickstart: create a collection, upsert points, search with a filter, print the hits.
+//!
+//! Runs against the Qdrant at `QDRANT_URL` (gRPC port, e.g. `http://localhost:6334`, with
+//! `QDRANT_API_KEY` if it needs one), or, when `QDRANT_URL` is unset, against an embedded
+//! Qdrant-compatible server (the testkit's, on Qdrant's own engine) started in-process.
+//!
+//! ```text
+//! cargo run --example quickstart
+//! ```
+
+use qdrant_tower::qdrant::{
+    Condition, CreateCollectionBuilder, DeleteCollectionBuilder, Distance, Filter, PointStruct,
+    SearchPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
+};
+use qdrant_tower::{ErrorKind, Payload, QdrantService, VectorError, VectorRequest, VectorResponse};
+use qdrant_tower_testkit::TestServer;
+use serde_json::json;
+use tower::ServiceExt;
+
+const COLLECTION: &str = "qdrant_tower_quickstart";
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // A real Qdrant if one is named, else the embedded server (kept alive until main returns).
+    let (url, _embedded) = match std::env::var("QDRANT_URL") {
+        Ok(url) if !url.is_empty() => (url, None),
+        _ => {
+            let server = TestServer::start().await?;
+            println!("QDRANT_URL is unset: started the embedded testkit server");
+            (server.url(), Some(server))
+        }
+    };
+    println!("Qdrant at {url}");
+
+    let service = QdrantService::builder()
+        .endpoint(&url)
+        .api_key(std::env::var("QDRANT_API_KEY").ok())
+        .build()?;
+    let call = |request: VectorRequest| service.clone().oneshot(request);
+
+    // Start from a clean slate: a collection left by an earlier run is dropped.
+    match call(DeleteCollectionBuilder::new(COLLECTION).into()).await {
+        Ok(_) => {}
+        Err(error) if error.kind() == ErrorKind::NotFound => {}
+        Err(error) => return Err(error.into()),
+    }
+    call(
+        CreateCollectionBuilder::new(COLLECTION)
+            .vectors_config(VectorParamsBuilder::new(4, Distance::Cosine))
+            .into(),
+    )
+    .await?;
+
+    let cities = [
+        (1, "Berlin", "DE", [0.9, 0.1, 0.1, 0.0]),
+        (2, "Hamburg", "DE", [0.8, 0.2, 0.1, 0.1]),
+        (3, "Munich", "DE", [0.7, 0.1, 0.3, 0.0]),
+        (4, "Paris", "FR", [0.9, 0.1, 0.0, 0.1]),
+        (5, "Lyon", "FR", [0.6, 0.3, 0.1, 0.2]),
+        (6, "Vienna", "AT", [0.8, 0.1, 0.2, 0.1]),
+    ];
+    let mut points = Vec::new();
+    for (id, city, country, vector) in cities {
+        let payload = Payload::try_from(json!({ "city": city, "country": country }))?;
+        points.push(PointStruct::new(id, vector.to_vec(), payload));
+    }
+    call(
+        UpsertPointsBuilder::new(COLLECTION, points)
+            .wait(true)
+            .into(),
+    )
+    .await?;
+    println!("upserted {} points into `{COLLECTION}`", cities.len());
+
+    let query = vec![0.9, 0.1, 0.05, 0.05];
+    let search = SearchPointsBuilder::new(COLLECTION, query, 3)
+        .filter(Filter::must([Condition::matches(
+            "country",
+            "DE".to_string(),
+        )]))
+        .with_payload(true);
+    let VectorResponse::Search(found) = call(search.into()).await? else {
+        unreachable!("a search is answered with search results")
+    };
+    println!("nearest German cities:");
+    for hit in &found.result {
+        let city = hit
+            .payload
+            .get("city")
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        println!("  {city:<10} score {:.4}", hit.score);
+    }
+
+    // An error is typed and names what went wrong.
+    let error: VectorError =
+        call(SearchPointsBuilder::new("no_such_collection", vec![0.0; 4], 1).into())
+            .await
+            .expect_err("the collection does not exist");
+    println!(
+        "a search on a missing collection fails as {}: {error}",
+        error.kind()
+    );
+
+    call(DeleteCollectionBuilder::new(COLLECTION).into()).await?;
+    Ok(())
+}
