@@ -4,7 +4,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
-use qdrant_tower_layers::{Classify, ErrorKind};
+use qdrant_tower_layers::{CircuitOpen, Classify, ErrorKind};
 use tonic::{Code, Status};
 
 /// The header real Qdrant sets on `RESOURCE_EXHAUSTED` when its disk is full.
@@ -156,6 +156,20 @@ impl VectorError {
     }
 }
 
+/// A breaker's rejection as a `VectorError`, so a breaker over [`QdrantService`] keeps the
+/// stack's error type. The operation is not known to the breaker; the message names the
+/// breaker and when it admits trial calls again.
+///
+/// [`QdrantService`]: crate::QdrantService
+impl From<CircuitOpen> for VectorError {
+    fn from(open: CircuitOpen) -> Self {
+        VectorError::new(ErrorKind::CircuitOpen, "", open.to_string())
+            .with_retry_after(open.retry_in)
+            .with_maybe_sent(false)
+            .with_source(open)
+    }
+}
+
 impl Classify for VectorError {
     fn kind(&self) -> ErrorKind {
         self.0.kind
@@ -173,7 +187,12 @@ impl Classify for VectorError {
 impl fmt::Display for VectorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &self.0;
-        write!(f, "{}", inner.operation)?;
+        // A layer's rejection does not know the operation.
+        f.write_str(if inner.operation.is_empty() {
+            "call"
+        } else {
+            inner.operation
+        })?;
         if let Some(collection) = &inner.collection {
             write!(f, " on collection `{collection}`")?;
         }
@@ -503,6 +522,24 @@ mod tests {
             "search on collection `docs` failed (not_found, NOT_FOUND): Not found: Collection `docs` doesn't exist!"
         );
         assert!(error.status().is_some());
+    }
+
+    #[test]
+    fn a_breaker_rejection_keeps_its_kind_and_hint() {
+        let open = CircuitOpen {
+            name: "qdrant".into(),
+            retry_in: Some(Duration::from_secs(12)),
+        };
+        let error = VectorError::from(open);
+        assert_eq!(error.kind(), ErrorKind::CircuitOpen);
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(12)));
+        assert!(!error.maybe_sent());
+        assert!(
+            error
+                .to_string()
+                .starts_with("call failed (circuit_open): circuit breaker `qdrant` is open"),
+            "{error}"
+        );
     }
 
     #[test]

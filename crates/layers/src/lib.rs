@@ -12,6 +12,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod breaker;
 mod classify;
 
+pub use breaker::{
+    Breaker, BreakerConfig, BreakerRegistry, CircuitBreaker, CircuitBreakerLayer, CircuitOpen,
+};
 pub use classify::{Classify, ErrorKind, RequestInfo};

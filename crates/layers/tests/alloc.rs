@@ -1,0 +1,161 @@
+//! The breaker's call path allocates nothing: closed (success and failure), with a rate window
+//! and slow-call policy, and when rejecting. Its own test binary, because it installs a
+//! counting global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::{Future, Ready, ready};
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering::*};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use qdrant_tower_layers::breaker::{Breaker, BreakerConfig, BreakerState, CircuitOpen};
+use qdrant_tower_layers::{Classify, ErrorKind};
+use tower::{Layer, Service};
+
+/// Counts allocations made by threads that opted in, so the test harness's own threads do not
+/// disturb the count.
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note() {
+    if COUNTING.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, SeqCst);
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `f` on this thread.
+fn allocations(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.load(SeqCst);
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.load(SeqCst) - before
+}
+
+#[derive(Debug)]
+enum E {
+    Down,
+    Open(#[allow(dead_code)] CircuitOpen),
+}
+
+impl Classify for E {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            E::Down => ErrorKind::Unavailable,
+            E::Open(_) => ErrorKind::CircuitOpen,
+        }
+    }
+}
+
+impl From<CircuitOpen> for E {
+    fn from(open: CircuitOpen) -> Self {
+        E::Open(open)
+    }
+}
+
+fn drive<S>(svc: &mut S, n: usize) -> (usize, usize)
+where
+    S: Service<bool, Response = (), Error = E>,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let (mut ok, mut err) = (0, 0);
+    for i in 0..n {
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let future = pin!(svc.call(i % 2 == 0));
+        match future.poll(&mut cx) {
+            Poll::Ready(Ok(())) => ok += 1,
+            Poll::Ready(Err(_)) => err += 1,
+            Poll::Pending => unreachable!("the backend answers at once"),
+        }
+    }
+    (ok, err)
+}
+
+/// Succeeds, or fails every other call when `flaky`.
+fn backend(
+    flaky: bool,
+) -> impl Service<bool, Response = (), Error = E, Future = Ready<Result<(), E>>> {
+    tower::service_fn(move |even: bool| ready(if flaky && even { Err(E::Down) } else { Ok(()) }))
+}
+
+#[test]
+fn the_call_path_does_not_allocate() {
+    // Closed, default policy, successes.
+    let breaker = Breaker::with_defaults("alloc");
+    let mut svc = breaker.layer().layer(backend(false));
+    drive(&mut svc, 100); // warm up thread-locals
+    let n = allocations(|| assert_eq!(drive(&mut svc, 10_000), (10_000, 0)));
+    assert_eq!(n, 0, "closed successes allocated");
+
+    // Closed, failures that never reach the threshold (every other call fails).
+    let mut svc = breaker.layer().layer(backend(true));
+    drive(&mut svc, 100);
+    let n = allocations(|| assert_eq!(drive(&mut svc, 10_000), (5_000, 5_000)));
+    assert_eq!(n, 0, "closed failures allocated");
+    assert_eq!(breaker.state(), BreakerState::Closed);
+
+    // Closed with a count window, a failure rate and a slow-call policy.
+    let windowed = Breaker::new(
+        "alloc-window",
+        BreakerConfig::default()
+            .with_failure_rate(0.9)
+            .with_slow_calls(Duration::from_secs(1), 0.9)
+            .with_count_window(100),
+    )
+    .unwrap();
+    let mut svc = windowed.layer().layer(backend(false));
+    drive(&mut svc, 100);
+    let n = allocations(|| assert_eq!(drive(&mut svc, 10_000), (10_000, 0)));
+    assert_eq!(n, 0, "windowed calls allocated");
+
+    // Open: rejections.
+    breaker.force_open();
+    let mut svc = breaker.layer().layer(backend(false));
+    drive(&mut svc, 100);
+    let n = allocations(|| assert_eq!(drive(&mut svc, 10_000), (0, 10_000)));
+    assert_eq!(n, 0, "rejections allocated");
+
+    // Open after tripping (rejections carry a retry time, which reads the clock).
+    let tripped = Breaker::new(
+        "alloc-open",
+        BreakerConfig::default().with_consecutive_failures(1),
+    )
+    .unwrap();
+    let mut svc = tripped.layer().layer(backend(true));
+    drive(&mut svc, 1);
+    assert_eq!(tripped.state(), BreakerState::Open);
+    drive(&mut svc, 100);
+    let n = allocations(|| assert_eq!(drive(&mut svc, 10_000), (0, 10_000)));
+    assert_eq!(n, 0, "open rejections allocated");
+
+    // The counter itself works.
+    assert!(allocations(|| drop(Box::new(1u8))) > 0);
+}
