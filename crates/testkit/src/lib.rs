@@ -58,15 +58,23 @@
 //!
 //! Inside, `storage` owns the collections (a name → `EdgeShard` map and the data directory) and
 //! knows nothing of gRPC; `server` holds the tonic services and the protobuf ↔ engine
-//! conversions. Every RPC goes through one `QdrantApi` value, the seam where fault injection
-//! can hook in; a chaos proxy can sit in front of [`TestServer::addr`].
+//! conversions. Every RPC goes through one wrapper in front of the handlers, where
+//! [`faults`] injects errors, delays, hangs and dropped connections and records each call
+//! ([`TestServer::set_faults`], [`TestServer::calls`]); a [`ChaosProxy`] can sit in front of
+//! [`TestServer::addr`] for faults on the wire, and a [`Scenario`] plays both over time.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod chaos;
 mod error;
+pub mod faults;
+pub mod scenario;
 mod server;
 mod storage;
 
+pub use chaos::{ChaosProxy, Direction, DirectionToxics, ProxyStats, Toxics, Traffic};
 pub use error::TestkitError;
+pub use faults::{CallLog, Fault, FaultPlan, FaultRequest, FaultRule, Faults, Rpc, Trigger};
+pub use scenario::{Scenario, Step};
 pub use server::{TestServer, TestServerBuilder};

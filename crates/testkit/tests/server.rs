@@ -1436,3 +1436,542 @@ async fn a_persistent_data_dir_keeps_collections_across_restarts() {
         .collect();
     assert!(!names.contains(&name));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fault injection (testkit only: these tests always start their own server)
+
+mod faults {
+    use std::time::Duration;
+
+    use qdrant_client::Payload;
+    use qdrant_client::qdrant::collections_client::CollectionsClient;
+    use qdrant_client::qdrant::points_client::PointsClient;
+    use qdrant_client::qdrant::{
+        CountPointsBuilder, CreateCollectionBuilder, Distance, GetPointsBuilder, PointId,
+        PointStruct, SearchPoints, SearchPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
+    };
+    use qdrant_tower_testkit::TestServer;
+    use qdrant_tower_testkit::faults::{Fault, FaultPlan, FaultRule, Rpc};
+    use tokio::time::{Instant, sleep, sleep_until, timeout};
+    use tonic::transport::Channel;
+    use tonic::{Code, Status};
+
+    /// Bound of every wait on the network, so a bug fails the test instead of stalling it.
+    const WAIT: Duration = Duration::from_secs(5);
+    const MS: Duration = Duration::from_millis(1);
+
+    /// A fresh server with collections `a` and `b` (2-dim, dot), an empty call log, and a
+    /// channel whose calls time out after `call_timeout`.
+    struct Rig {
+        server: TestServer,
+        channel: Channel,
+    }
+
+    impl Rig {
+        async fn new() -> Self {
+            Rig::with_timeout(WAIT).await
+        }
+
+        async fn with_timeout(call_timeout: Duration) -> Self {
+            let server = TestServer::start().await.expect("test server starts");
+            let channel = Channel::from_shared(server.url())
+                .expect("valid url")
+                .timeout(call_timeout)
+                .connect_timeout(WAIT)
+                .connect()
+                .await
+                .expect("connect");
+            let mut collections = CollectionsClient::new(channel.clone());
+            for name in ["a", "b"] {
+                collections
+                    .create(
+                        CreateCollectionBuilder::new(name)
+                            .vectors_config(VectorParamsBuilder::new(2, Distance::Dot))
+                            .build(),
+                    )
+                    .await
+                    .expect("create");
+            }
+            server.calls().reset();
+            Rig { server, channel }
+        }
+
+        fn points(&self) -> PointsClient<Channel> {
+            PointsClient::new(self.channel.clone())
+        }
+
+        async fn count(&self, collection: &str) -> Result<u64, Status> {
+            let request = CountPointsBuilder::new(collection).exact(true).build();
+            let mut points = self.points();
+            timeout(WAIT, points.count(request))
+                .await
+                .expect("count answers in time")
+                .map(|reply| reply.into_inner().result.map_or(0, |result| result.count))
+        }
+
+        async fn search(&self, collection: &str, limit: u64) -> Result<usize, Status> {
+            self.search_with(SearchPointsBuilder::new(collection, vec![1.0, 0.0], limit).build())
+                .await
+        }
+
+        async fn search_with(&self, request: SearchPoints) -> Result<usize, Status> {
+            let mut points = self.points();
+            timeout(WAIT, points.search(request))
+                .await
+                .expect("search answers in time")
+                .map(|reply| reply.into_inner().result.len())
+        }
+
+        async fn upsert(&self, collection: &str, id: u64) -> Result<(), Status> {
+            let point = PointStruct::new(id, vec![1.0, 0.0], Payload::new());
+            let request = UpsertPointsBuilder::new(collection, vec![point])
+                .wait(true)
+                .build();
+            let mut points = self.points();
+            timeout(WAIT, points.upsert(request))
+                .await
+                .expect("upsert answers in time")
+                .map(drop)
+        }
+
+        /// Whether point `id` is stored, asked on a fresh connection.
+        async fn stored(&self, collection: &str, id: u64) -> bool {
+            let channel = Channel::from_shared(self.server.url())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let request = GetPointsBuilder::new(collection, vec![PointId::from(id)]).build();
+            let found = timeout(WAIT, PointsClient::new(channel).get(request))
+                .await
+                .expect("get answers in time")
+                .expect("get");
+            !found.into_inner().result.is_empty()
+        }
+
+        /// Which of `n` counts on `a` fail, in order.
+        async fn failing_counts(&self, n: usize) -> Vec<bool> {
+            let mut failed = Vec::with_capacity(n);
+            for _ in 0..n {
+                failed.push(self.count("a").await.is_err());
+            }
+            failed
+        }
+    }
+
+    #[tokio::test]
+    async fn each_status_fault_arrives_with_qdrant_code_message_and_headers() {
+        let rig = Rig::new().await;
+        let cases = [
+            (
+                Fault::unavailable(),
+                Code::Unavailable,
+                "Shard temporarily unavailable",
+            ),
+            (
+                Fault::deadline_exceeded(),
+                Code::DeadlineExceeded,
+                "Timeout",
+            ),
+            (Fault::internal(), Code::Internal, "Service internal error"),
+            (
+                Fault::rate_limited(Duration::from_millis(2500)),
+                Code::ResourceExhausted,
+                "Rate limiting exceeded",
+            ),
+            (
+                Fault::insufficient_storage(),
+                Code::ResourceExhausted,
+                "No space left on device",
+            ),
+            (
+                Fault::invalid_argument(),
+                Code::InvalidArgument,
+                "Wrong input",
+            ),
+            (Fault::not_found(), Code::NotFound, "Not found"),
+            (
+                Fault::permission_denied(),
+                Code::PermissionDenied,
+                "Forbidden",
+            ),
+            (
+                Fault::unauthenticated(),
+                Code::Unauthenticated,
+                "Must provide an API key",
+            ),
+        ];
+        for (fault, code, prefix) in cases {
+            rig.server.set_faults(FaultRule::new(fault).rpc(Rpc::Count));
+            let status = rig.count("a").await.unwrap_err();
+            assert_eq!(status.code(), code, "{status:?}");
+            assert!(status.message().starts_with(prefix), "{status:?}");
+            assert!(status.message().ends_with("injected fault"), "{status:?}");
+            let metadata = status.metadata();
+            match prefix {
+                "Rate limiting exceeded" => {
+                    assert_eq!(metadata.get("retry-after").unwrap(), "3", "2.5 s rounds up");
+                    assert!(metadata.get("qdrant-insufficient-storage").is_none());
+                }
+                "No space left on device" => {
+                    assert_eq!(metadata.get("qdrant-insufficient-storage").unwrap(), "1");
+                    assert!(metadata.get("retry-after").is_none());
+                }
+                _ => assert!(metadata.get("retry-after").is_none()),
+            }
+        }
+
+        rig.server.set_faults(
+            FaultRule::new(Fault::status(Code::Aborted, "custom").with_header("x-testkit", "yes"))
+                .rpc(Rpc::Count),
+        );
+        let status = rig.count("a").await.unwrap_err();
+        assert_eq!(status.code(), Code::Aborted);
+        assert_eq!(status.message(), "custom");
+        assert_eq!(status.metadata().get("x-testkit").unwrap(), "yes");
+
+        rig.server.clear_faults();
+        assert_eq!(rig.count("a").await.unwrap(), 0);
+        assert_eq!(rig.server.calls().count(Rpc::Count, "a"), 11);
+        assert_eq!(rig.server.calls().faulted(Rpc::Count, "a"), 10);
+    }
+
+    #[tokio::test]
+    async fn first_n_fails_exactly_the_first_n_calls() {
+        let rig = Rig::new().await;
+        rig.server.set_faults(
+            FaultRule::new(Fault::unavailable())
+                .rpc(Rpc::Count)
+                .first(2),
+        );
+        assert_eq!(rig.failing_counts(4).await, [true, true, false, false]);
+        let calls = rig.server.calls();
+        assert_eq!(
+            calls.count(Rpc::Count, "a"),
+            4,
+            "the backend saw every attempt"
+        );
+        assert_eq!(calls.faulted(Rpc::Count, "a"), 2);
+    }
+
+    #[tokio::test]
+    async fn every_nth_fails_every_nth_call() {
+        let rig = Rig::new().await;
+        rig.server.set_faults(
+            FaultRule::new(Fault::internal())
+                .rpc(Rpc::Count)
+                .every_nth(3),
+        );
+        assert_eq!(
+            rig.failing_counts(7).await,
+            [false, false, true, false, false, true, false]
+        );
+    }
+
+    #[tokio::test]
+    async fn after_n_fails_every_call_after_the_first_n() {
+        let rig = Rig::new().await;
+        rig.server
+            .set_faults(FaultRule::new(Fault::internal()).rpc(Rpc::Count).after(2));
+        assert_eq!(
+            rig.failing_counts(5).await,
+            [false, false, true, true, true]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_same_seed_fails_the_same_calls() {
+        let rig = Rig::new().await;
+        let rule = |seed| FaultRule::new(Fault::unavailable()).probability(0.5, seed);
+        rig.server.set_faults(rule(11));
+        let first = rig.failing_counts(24).await;
+        rig.server.set_faults(rule(11));
+        let again = rig.failing_counts(24).await;
+        rig.server.set_faults(rule(12));
+        let other = rig.failing_counts(24).await;
+        assert_eq!(
+            first, again,
+            "reinstalling the plan replays the same decisions"
+        );
+        assert_ne!(first, other, "another seed picks other calls");
+        assert!(first.contains(&true) && first.contains(&false), "{first:?}");
+    }
+
+    #[tokio::test]
+    async fn rules_match_by_rpc_collection_and_a_predicate_over_the_request() {
+        let rig = Rig::new().await;
+        rig.server.set_faults(
+            FaultRule::new(Fault::invalid_argument())
+                .rpc(Rpc::Search)
+                .collection("a")
+                .when(|call| call.message::<SearchPoints>().is_some_and(|m| m.limit > 5)),
+        );
+        assert_eq!(
+            rig.search("a", 10).await.unwrap_err().code(),
+            Code::InvalidArgument
+        );
+        assert!(rig.search("a", 3).await.is_ok(), "the predicate rejects it");
+        assert!(rig.search("b", 10).await.is_ok(), "another collection");
+        assert!(rig.count("a").await.is_ok(), "another RPC");
+        assert!(rig.upsert("a", 1).await.is_ok(), "another RPC");
+
+        rig.server
+            .set_faults(FaultRule::new(Fault::unavailable()).writes());
+        assert!(rig.upsert("a", 2).await.is_err());
+        assert!(rig.search("a", 10).await.is_ok(), "reads pass");
+    }
+
+    #[tokio::test]
+    async fn a_time_window_faults_only_the_calls_inside_it() {
+        let rig = Rig::new().await;
+        let start = Instant::now();
+        rig.server
+            .set_faults(FaultRule::new(Fault::unavailable()).active_between(200 * MS, 500 * MS));
+        let before = rig.count("a").await;
+        sleep_until(start + 300 * MS).await;
+        let inside = rig.count("a").await;
+        sleep_until(start + 600 * MS).await;
+        let after = rig.count("a").await;
+
+        // Where each call arrived, to tell a slow machine from a wrong window.
+        let arrivals: Vec<_> = rig
+            .server
+            .calls()
+            .times(Rpc::Count, "a")
+            .iter()
+            .map(|at| at.duration_since(start))
+            .collect();
+        assert!(before.is_ok(), "before the window: {arrivals:?}");
+        assert_eq!(
+            inside.unwrap_err().code(),
+            Code::Unavailable,
+            "{arrivals:?}"
+        );
+        assert!(after.is_ok(), "after the window: {arrivals:?}");
+    }
+
+    #[tokio::test]
+    async fn a_delayed_call_answers_normally_but_late() {
+        let rig = Rig::new().await;
+        rig.server
+            .set_faults(FaultRule::new(Fault::delay(200 * MS)).rpc(Rpc::Count));
+        rig.upsert("a", 1).await.unwrap();
+        let start = Instant::now();
+        assert_eq!(rig.count("a").await.unwrap(), 1);
+        let took = start.elapsed();
+        assert!(took >= 200 * MS, "{took:?}");
+        assert!(took < 2 * WAIT, "{took:?}");
+
+        rig.server
+            .set_faults(FaultRule::new(Fault::unavailable().delayed(150 * MS)).rpc(Rpc::Count));
+        let start = Instant::now();
+        assert_eq!(rig.count("a").await.unwrap_err().code(), Code::Unavailable);
+        assert!(start.elapsed() >= 150 * MS);
+    }
+
+    #[tokio::test]
+    async fn a_hung_call_ends_only_in_the_client_timeout() {
+        let rig = Rig::with_timeout(250 * MS).await;
+        rig.server
+            .set_faults(FaultRule::new(Fault::hang()).rpc(Rpc::Count).first(1));
+        let start = Instant::now();
+        let status = rig.count("a").await.unwrap_err();
+        let took = start.elapsed();
+        assert!(took >= 250 * MS, "{took:?}");
+        assert!(took < WAIT, "{took:?}");
+        assert_eq!(
+            status.code(),
+            Code::Cancelled,
+            "tonic reports its own timeout as cancelled: {status:?}"
+        );
+        assert_eq!(
+            rig.server.calls().count(Rpc::Count, "a"),
+            1,
+            "it did reach the server"
+        );
+        assert_eq!(
+            rig.count("a").await.unwrap(),
+            0,
+            "the connection still serves"
+        );
+    }
+
+    #[tokio::test]
+    async fn shutting_down_releases_hung_calls() {
+        let rig = Rig::new().await;
+        rig.server.set_faults(FaultRule::new(Fault::hang()));
+        let points = rig.points();
+        let hung = tokio::spawn(async move {
+            let mut points = points;
+            points
+                .count(CountPointsBuilder::new("a").build())
+                .await
+                .map(drop)
+        });
+        let calls = rig.server.calls();
+        timeout(WAIT, async {
+            while calls.count(Rpc::Count, "a") == 0 {
+                sleep(5 * MS).await;
+            }
+        })
+        .await
+        .expect("the call reaches the server");
+
+        let start = Instant::now();
+        rig.server.shutdown().await;
+        assert!(start.elapsed() < Duration::from_secs(2), "no drain timeout");
+        let status = timeout(WAIT, hung).await.unwrap().unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn apply_then_unavailable_applies_the_write_yet_fails_the_call() {
+        let rig = Rig::new().await;
+        rig.server.set_faults(
+            FaultRule::new(Fault::apply_then_unavailable())
+                .rpc(Rpc::Upsert)
+                .first(1),
+        );
+        let status = rig.upsert("a", 7).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(rig.stored("a", 7).await, "the failed write was applied");
+        assert_eq!(rig.server.calls().count(Rpc::Upsert, "a"), 1);
+    }
+
+    #[tokio::test]
+    async fn apply_then_drop_applies_the_write_and_breaks_the_connection() {
+        let rig = Rig::new().await;
+        rig.server.set_faults(
+            FaultRule::new(Fault::apply_then_drop())
+                .rpc(Rpc::Upsert)
+                .first(1),
+        );
+        let status = rig.upsert("a", 8).await.unwrap_err();
+        assert_ne!(
+            status.message(),
+            "connection dropped by an injected fault",
+            "the server's answer must never arrive"
+        );
+        assert!(rig.stored("a", 8).await, "the failed write was applied");
+        // The channel reconnects on its own.
+        assert!(rig.upsert("a", 9).await.is_ok());
+    }
+
+    /// Starts a search that hangs on the server, and waits until the server has it.
+    async fn hung_search(rig: &Rig) -> tokio::task::JoinHandle<Result<(), Status>> {
+        let before = rig.server.calls().count(Rpc::Search, "a");
+        let points = rig.points();
+        let in_flight = tokio::spawn(async move {
+            let mut points = points;
+            let request = SearchPointsBuilder::new("a", vec![1.0, 0.0], 1).build();
+            points.search(request).await.map(drop)
+        });
+        let calls = rig.server.calls();
+        timeout(WAIT, async {
+            while calls.count(Rpc::Search, "a") == before {
+                sleep(5 * MS).await;
+            }
+        })
+        .await
+        .expect("the search reaches the server");
+        in_flight
+    }
+
+    #[tokio::test]
+    async fn drop_connection_fails_every_call_in_flight_on_it() {
+        let rig = Rig::new().await;
+        rig.server.set_faults(
+            FaultPlan::new()
+                .rule(FaultRule::new(Fault::hang()).rpc(Rpc::Search))
+                .rule(FaultRule::new(Fault::drop_connection()).rpc(Rpc::Count)),
+        );
+        let in_flight = hung_search(&rig).await;
+        let start = Instant::now();
+        let status = rig.count("a").await.unwrap_err();
+        assert_ne!(status.message(), "connection dropped by an injected fault");
+        let search = timeout(WAIT, in_flight).await.unwrap().unwrap();
+        assert!(
+            search.is_err(),
+            "the hung search failed with its connection"
+        );
+        assert!(start.elapsed() < WAIT);
+        assert_eq!(
+            rig.upsert("a", 1).await.map_err(|s| s.code()),
+            Ok(()),
+            "a new connection serves"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_server_can_cut_every_connection_at_once() {
+        let rig = Rig::new().await;
+        rig.server
+            .set_faults(FaultRule::new(Fault::hang()).rpc(Rpc::Search));
+        let in_flight = hung_search(&rig).await;
+        assert_eq!(rig.server.drop_connections(), 1);
+        let search = timeout(WAIT, in_flight).await.unwrap().unwrap();
+        assert!(
+            search.is_err(),
+            "the hung search failed with its connection"
+        );
+        rig.server.clear_faults();
+        assert!(rig.count("a").await.is_ok(), "the channel reconnects");
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_lets_n_calls_per_window_through_per_collection() {
+        let rig = Rig::new().await;
+        // 3 per minute: one token back every 20 s.
+        rig.server
+            .set_faults(FaultRule::rate_limit(3, Duration::from_secs(60)).rpc(Rpc::Count));
+        assert_eq!(rig.failing_counts(3).await, [false, false, false]);
+        let status = rig.count("a").await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(status.message().starts_with("Rate limiting exceeded"));
+        assert_eq!(status.metadata().get("retry-after").unwrap(), "20");
+        assert!(
+            rig.count("b").await.is_ok(),
+            "each collection has its own budget"
+        );
+        assert!(
+            rig.search("a", 1).await.is_ok(),
+            "other RPCs are not limited"
+        );
+        assert_eq!(rig.server.calls().count(Rpc::Count, "a"), 4);
+        assert_eq!(rig.server.calls().faulted(Rpc::Count, "a"), 1);
+    }
+
+    #[tokio::test]
+    async fn the_call_log_records_every_call_faulted_or_not_in_arrival_order() {
+        let rig = Rig::new().await;
+        let start = Instant::now();
+        rig.server.set_faults(
+            FaultRule::new(Fault::unavailable())
+                .rpc(Rpc::Search)
+                .first(1),
+        );
+        let _ = rig.search("a", 1).await;
+        rig.search("a", 1).await.unwrap();
+        rig.count("b").await.unwrap();
+        let mut health =
+            qdrant_client::qdrant::qdrant_client::QdrantClient::new(rig.channel.clone());
+        health
+            .health_check(qdrant_client::qdrant::HealthCheckRequest {})
+            .await
+            .unwrap();
+        let end = Instant::now();
+
+        let calls = rig.server.calls();
+        assert_eq!(calls.count(Rpc::Search, "a"), 2);
+        assert_eq!(calls.faulted(Rpc::Search, "a"), 1);
+        assert_eq!(calls.count(Rpc::Count, "b"), 1);
+        assert_eq!(calls.count(Rpc::HealthCheck, ""), 1);
+        assert_eq!(calls.count_rpc(Rpc::Search), 2);
+        assert_eq!(calls.total(), 4);
+        assert_eq!(calls.total_faulted(), 1);
+        let times = calls.times(Rpc::Search, "a");
+        assert!(start <= times[0] && times[0] <= times[1] && times[1] <= end);
+        calls.reset();
+        assert_eq!(rig.server.calls().total(), 0, "clones share the log");
+    }
+}

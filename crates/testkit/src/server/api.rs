@@ -18,8 +18,8 @@ pub(crate) const VERSION: &str = "1.20.0";
 
 /// One shared implementation of `Qdrant`, `Collections` and `Points`; cloning is cheap.
 ///
-/// Every RPC goes through these trait impls, so a later fault-injection hook can wrap this type
-/// (or the tonic services built from it) without touching the storage.
+/// Every RPC goes through these trait impls; `intercept::Intercepted` wraps them for fault
+/// injection and call recording, without touching the storage.
 #[derive(Debug, Clone)]
 pub(crate) struct QdrantApi {
     storage: Arc<Storage>,

@@ -6,9 +6,11 @@
 
 mod api;
 mod collections;
+mod conn;
 mod convert;
 mod filter;
 mod index;
+mod intercept;
 mod points;
 mod snapshots;
 mod status;
@@ -24,12 +26,15 @@ use qdrant_client::qdrant::qdrant_server::QdrantServer;
 use qdrant_client::qdrant::snapshots_server::SnapshotsServer;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use self::api::QdrantApi;
+use self::intercept::{Hooks, Intercepted};
 use crate::TestkitError;
+use crate::faults::{CallLog, FaultPlan, Faults};
 use crate::storage::{DataRoot, Storage, StorageSettings};
 
 /// Largest request the server decodes, as Qdrant's default `max_request_size_mb` (32 MiB).
@@ -55,6 +60,10 @@ const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Dropping the server stops it at once; [`shutdown`](TestServer::shutdown) stops it gracefully
 /// and flushes every collection to disk first.
 ///
+/// Every call passes through fault injection ([`set_faults`](TestServer::set_faults), see
+/// [`crate::faults`]) and is recorded in the [`calls`](TestServer::calls) log; with no plan
+/// installed that costs an atomic load and a short lock per call.
+///
 /// # Example
 ///
 /// ```
@@ -77,6 +86,7 @@ pub struct TestServer {
     addr: SocketAddr,
     data_dir: PathBuf,
     storage: Option<Arc<Storage>>,
+    hooks: Arc<Hooks>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
 }
@@ -110,6 +120,37 @@ impl TestServer {
         &self.data_dir
     }
 
+    /// Installs a fault plan, replacing the current one; its time windows and counters start
+    /// now. See [`crate::faults`].
+    pub fn set_faults(&self, plan: impl Into<FaultPlan>) {
+        self.hooks.faults.set(plan);
+    }
+
+    /// Removes the fault plan: every later call is served normally.
+    pub fn clear_faults(&self) {
+        self.hooks.faults.clear();
+    }
+
+    /// A handle to this server's fault plan, to change it from another task (a
+    /// [`Scenario`](crate::scenario::Scenario), a background workload…).
+    pub fn faults(&self) -> Faults {
+        self.hooks.faults.clone()
+    }
+
+    /// The log of every call that reached this server's handlers. A handle: it keeps filling
+    /// as calls arrive.
+    pub fn calls(&self) -> CallLog {
+        self.hooks.calls.clone()
+    }
+
+    /// Tears down every client connection open now, as a server crash or a network cut would;
+    /// the calls in flight on them fail as broken connections. Clients may connect again at
+    /// once; a call sent on an idle connection before its client noticed the cut fails too.
+    /// Returns how many connections there were.
+    pub fn drop_connections(&self) -> usize {
+        self.hooks.connections.kill_all()
+    }
+
     /// Stops the server gracefully: it stops accepting connections, lets the open ones finish
     /// (for at most 5 s), waits for running optimizations, then flushes every collection's WAL
     /// and segments to disk and closes their files.
@@ -118,6 +159,8 @@ impl TestServer {
     /// on the same directory finds every collection and point again. Flush failures are logged
     /// with `tracing`; they do not stop the shutdown.
     pub async fn shutdown(mut self) {
+        // Hung calls would hold their connections open until the drain timeout.
+        self.hooks.close();
         if let Some(signal) = self.shutdown.take() {
             let _ = signal.send(());
         }
@@ -148,6 +191,7 @@ impl Drop for TestServer {
     /// temporary directory removed when the task has released them, so reopen a persistent
     /// directory only after [`shutdown`](TestServer::shutdown).
     fn drop(&mut self) {
+        self.hooks.close();
         if let Some(signal) = self.shutdown.take() {
             let _ = signal.send(());
         }
@@ -231,10 +275,15 @@ impl TestServerBuilder {
             .await
             .map_err(TestkitError::Bind)?;
         let addr = listener.local_addr().map_err(TestkitError::Bind)?;
-        // Small gRPC frames must not wait for Nagle's algorithm.
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let hooks = Arc::new(Hooks::new());
+        let connections = Arc::clone(&hooks.connections);
+        // Small gRPC frames must not wait for Nagle's algorithm. The server owns its
+        // connections (see `conn`), so that a fault can drop one.
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .map(move |accepted| accepted.map(|stream| connections.track(stream)));
 
-        let api = QdrantApi::new(Arc::clone(&storage));
+        let api = Intercepted::new(QdrantApi::new(Arc::clone(&storage)), Arc::clone(&hooks));
         let router = Server::builder()
             .add_service(
                 QdrantServer::new(api.clone())
@@ -267,6 +316,7 @@ impl TestServerBuilder {
             addr,
             data_dir,
             storage: Some(storage),
+            hooks,
             shutdown: Some(shutdown),
             task: Some(task),
         })

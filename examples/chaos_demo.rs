@@ -1,0 +1,404 @@
+//! Chaos demo: a steady search-and-upsert workload through a bare `QdrantService` while the
+//! backend goes through a scripted ~17 s of trouble, printed live, second by second, as the
+//! caller sees it: outcomes by `ErrorKind`.
+//!
+//! Everything runs in-process on loopback: the testkit's embedded Qdrant-compatible server
+//! (with fault injection), a `ChaosProxy` in front of it for the network faults, and the
+//! client pointed at the proxy. There is no retry or breaker here on purpose: this is the raw
+//! failure signal the resilience layers are built to handle.
+//!
+//! ```text
+//! cargo run --example chaos_demo
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use qdrant_tower::qdrant::{
+    CreateCollectionBuilder, Distance, GetPointsBuilder, PointId, PointStruct, SearchPointsBuilder,
+    UpsertPointsBuilder, VectorParamsBuilder,
+};
+use qdrant_tower::{
+    Classify, ErrorKind, Payload, QdrantService, VectorError, VectorRequest, VectorResponse,
+};
+use qdrant_tower_testkit::faults::{Fault, FaultRule};
+use qdrant_tower_testkit::scenario::{Scenario, Step};
+use qdrant_tower_testkit::{ChaosProxy, TestServer};
+use tokio::time::{Instant, MissedTickBehavior};
+use tower::ServiceExt;
+
+const COLLECTION: &str = "chaos_demo";
+/// Concurrent callers, each sending one call at a time, one every `PACE`.
+const WORKERS: u64 = 4;
+const PACE: Duration = Duration::from_millis(20);
+/// Every 5th call of a worker is an upsert of a fresh point, the others are searches.
+const UPSERT_EVERY: u64 = 5;
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(300);
+/// The columns of the live table, in order; any other kind is counted under "other".
+const COLUMNS: [&str; 7] = [
+    "ok",
+    "unavailable",
+    "rate_limited",
+    "timeout",
+    "connect",
+    "internal",
+    "other",
+];
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let server = TestServer::start().await?;
+    seed(&server).await?;
+    let proxy = ChaosProxy::start(server.addr()).await?;
+    let client = QdrantService::builder()
+        .endpoint(proxy.url())
+        .request_timeout(Some(REQUEST_TIMEOUT))
+        .connect_timeout(Duration::from_millis(300))
+        .build()?;
+    println!(
+        "server {}, proxy {}, {WORKERS} callers x {} calls/s, request timeout {REQUEST_TIMEOUT:?}\n",
+        server.addr(),
+        proxy.addr(),
+        1000 / PACE.as_millis()
+    );
+
+    let faults = server.faults();
+    let s = Duration::from_secs;
+    let scenario = Scenario::new()
+        .step(Step::new("healthy", s(2)))
+        .step(Step::new("outage", s(2)).faults(&faults, FaultRule::new(Fault::unavailable())))
+        .step(Step::new("flapping", s(2)).faults(
+            &faults,
+            FaultRule::new(Fault::unavailable()).probability(0.5, 7),
+        ))
+        .step(
+            // Strict mode: 40 calls per second per collection, bursts of 40.
+            Step::new("rate limited", s(2)).faults(&faults, FaultRule::rate_limit(40, s(1))),
+        )
+        .step(
+            // A third of the reads take longer than the client waits.
+            Step::new("slow server", s(2)).faults(
+                &faults,
+                FaultRule::new(Fault::delay(Duration::from_millis(500)))
+                    .reads()
+                    .probability(0.3, 11),
+            ),
+        )
+        .step(
+            // Every 3rd write is applied, then its connection dropped: the caller cannot know.
+            Step::new("lost answers", s(2)).faults(
+                &faults,
+                FaultRule::new(Fault::apply_then_drop())
+                    .writes()
+                    .every_nth(3),
+            ),
+        )
+        .step(
+            Step::new("partition", s(2))
+                .clear_faults(&faults)
+                .refuse(&proxy, true)
+                .reset_connections(&proxy),
+        )
+        .step(
+            Step::new("recovery", s(3))
+                .clear_faults(&faults)
+                .clear_proxy(&proxy),
+        );
+
+    // Workers, clock and scenario all start at the same instant, so that seconds and steps line
+    // up; the margin lets the tasks get going first.
+    let start = Instant::now() + Duration::from_millis(50);
+    let stats = Arc::new(Stats::new(start, scenario.steps()[0].name()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let next_id = Arc::new(AtomicU64::new(1_000));
+    let mut workers = Vec::new();
+    for worker in 0..WORKERS {
+        workers.push(tokio::spawn(work(
+            worker,
+            client.clone(),
+            Arc::clone(&stats),
+            Arc::clone(&stop),
+            Arc::clone(&next_id),
+        )));
+    }
+    let printer = tokio::spawn(print_live(Arc::clone(&stats)));
+
+    println!("{}", header("  t  step"));
+    tokio::time::sleep_until(start).await;
+    scenario
+        .run_with(|step| stats.set_step(step.index(), step.name()))
+        .await;
+    stop.store(true, Ordering::Release);
+    for worker in workers {
+        worker.await?;
+    }
+    printer.abort();
+    stats.print_rows_from(stats.printed.load(Ordering::Acquire));
+
+    summary(&stats, &scenario);
+    lost_writes(&server, &stats).await?;
+    let calls = server.calls();
+    let traffic = proxy.stats();
+    println!(
+        "\nthe server saw {} calls ({} of them faulted); the proxy accepted {} connections and reset {}",
+        calls.total(),
+        calls.total_faulted(),
+        traffic.accepted,
+        traffic.reset
+    );
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Creates the collection and 200 points, straight to the server.
+async fn seed(server: &TestServer) -> Result<(), VectorError> {
+    let direct = QdrantService::builder()
+        .endpoint(server.url())
+        .build()
+        .expect("valid settings");
+    direct
+        .clone()
+        .oneshot(
+            CreateCollectionBuilder::new(COLLECTION)
+                .vectors_config(VectorParamsBuilder::new(4, Distance::Cosine))
+                .into(),
+        )
+        .await?;
+    let points: Vec<_> = (0..200u64).map(|id| point(id, id)).collect();
+    direct
+        .oneshot(
+            UpsertPointsBuilder::new(COLLECTION, points)
+                .wait(true)
+                .into(),
+        )
+        .await?;
+    Ok(())
+}
+
+fn point(id: u64, seed: u64) -> PointStruct {
+    let x = (seed % 17) as f32 / 17.0;
+    PointStruct::new(id, vec![x, 1.0 - x, 0.5, 0.1], Payload::new())
+}
+
+/// One caller: a call every `PACE` (or as soon as the previous one ends, when it took longer),
+/// until `stop`.
+async fn work(
+    worker: u64,
+    client: QdrantService,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    next_id: Arc<AtomicU64>,
+) {
+    // Staggered, so that no call starts exactly on a step boundary, while the step changes.
+    let offset = PACE * (worker as u32 + 1) / (WORKERS as u32 + 1);
+    let mut pace = tokio::time::interval_at(stats.start + offset, PACE);
+    pace.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut n = worker;
+    while !stop.load(Ordering::Acquire) {
+        pace.tick().await;
+        n += 1;
+        let upsert_id = n
+            .is_multiple_of(UPSERT_EVERY)
+            .then(|| next_id.fetch_add(1, Ordering::Relaxed));
+        let request: VectorRequest = match upsert_id {
+            Some(id) => UpsertPointsBuilder::new(COLLECTION, vec![point(id, n)])
+                .wait(true)
+                .into(),
+            None => SearchPointsBuilder::new(COLLECTION, vec![0.3, 0.7, 0.5, 0.1], 5).into(),
+        };
+        // Booked under the second and the step in which the call started: the fault it met was
+        // chosen when it arrived.
+        let started = stats.now();
+        let result = client.clone().oneshot(request).await;
+        if let (Some(id), Err(error)) = (upsert_id, &result)
+            && error.maybe_sent()
+        {
+            stats.ambiguous_write(id);
+        }
+        stats.record(started, result.as_ref().err().map(|error| error.kind()));
+    }
+}
+
+/// Outcomes by second and by step.
+struct Stats {
+    start: Instant,
+    /// Seconds already printed.
+    printed: AtomicU64,
+    inner: Mutex<Inner>,
+}
+
+/// When a call started: the second since the start, and the step (index and name).
+type Started = (u64, usize, String);
+
+#[derive(Default)]
+struct Inner {
+    step: (usize, String),
+    /// (second, step index, step name) → column → count.
+    seconds: BTreeMap<(u64, usize, String), BTreeMap<&'static str, u64>>,
+    ambiguous_writes: Vec<u64>,
+}
+
+impl Stats {
+    fn new(start: Instant, first_step: &str) -> Self {
+        Stats {
+            start,
+            printed: AtomicU64::new(0),
+            inner: Mutex::new(Inner {
+                step: (0, first_step.to_owned()),
+                ..Inner::default()
+            }),
+        }
+    }
+
+    fn now(&self) -> Started {
+        let (index, name) = self.inner.lock().unwrap().step.clone();
+        (self.start.elapsed().as_secs(), index, name)
+    }
+
+    fn set_step(&self, index: usize, name: &str) {
+        self.inner.lock().unwrap().step = (index, name.to_owned());
+    }
+
+    fn record(&self, started: Started, kind: Option<ErrorKind>) {
+        let column = match kind {
+            None => "ok",
+            Some(kind) => COLUMNS
+                .iter()
+                .copied()
+                .find(|column| *column == kind.as_str())
+                .unwrap_or("other"),
+        };
+        let mut inner = self.inner.lock().unwrap();
+        *inner
+            .seconds
+            .entry(started)
+            .or_default()
+            .entry(column)
+            .or_default() += 1;
+    }
+
+    fn ambiguous_write(&self, id: u64) {
+        self.inner.lock().unwrap().ambiguous_writes.push(id);
+    }
+
+    /// Prints the rows of every second from `first` on that has any, one row per step that
+    /// was current during it.
+    fn print_rows_from(&self, first: u64) {
+        let inner = self.inner.lock().unwrap();
+        for ((second, _, name), counts) in inner.seconds.range((first, 0, String::new())..) {
+            println!("{}", row(&format!("{:>3}s  {name}", second + 1), counts));
+        }
+    }
+
+    /// Prints the rows of `second` only.
+    fn print_second(&self, second: u64) {
+        let inner = self.inner.lock().unwrap();
+        let rows = inner
+            .seconds
+            .range((second, 0, String::new())..(second + 1, 0, String::new()));
+        for ((_, _, name), counts) in rows {
+            println!("{}", row(&format!("{:>3}s  {name}", second + 1), counts));
+        }
+    }
+
+    /// Totals per step, in step order.
+    fn by_step(&self) -> BTreeMap<usize, (String, BTreeMap<&'static str, u64>)> {
+        let inner = self.inner.lock().unwrap();
+        let mut steps: BTreeMap<usize, (String, BTreeMap<&'static str, u64>)> = BTreeMap::new();
+        for ((_, index, name), counts) in &inner.seconds {
+            let entry = steps
+                .entry(*index)
+                .or_insert_with(|| (name.clone(), BTreeMap::new()));
+            for (column, count) in counts {
+                *entry.1.entry(column).or_default() += count;
+            }
+        }
+        steps
+    }
+}
+
+/// Prints each second's outcomes once per second, as soon as every call started in it has
+/// ended (they all end within the request timeout), until aborted.
+async fn print_live(stats: Arc<Stats>) {
+    let settle = REQUEST_TIMEOUT + Duration::from_millis(100);
+    let mut tick = tokio::time::interval_at(
+        stats.start + Duration::from_secs(1) + settle,
+        Duration::from_secs(1),
+    );
+    loop {
+        tick.tick().await;
+        let second = stats.printed.load(Ordering::Acquire);
+        stats.print_second(second);
+        stats.printed.store(second + 1, Ordering::Release);
+    }
+}
+
+fn header(first: &str) -> String {
+    let mut line = format!("{first:<20}");
+    for column in COLUMNS {
+        line.push_str(&format!("{column:>13}"));
+    }
+    line
+}
+
+fn row(first: &str, counts: &BTreeMap<&'static str, u64>) -> String {
+    let mut line = format!("{first:<20}");
+    for column in COLUMNS {
+        line.push_str(&format!("{:>13}", counts.get(column).copied().unwrap_or(0)));
+    }
+    line
+}
+
+fn summary(stats: &Stats, scenario: &Scenario) {
+    println!("\nsummary by step (calls that started during the step):\n");
+    println!("{}{:>10}{:>8}", header("step"), "calls", "ok %");
+    let mut total: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for (index, (name, counts)) in stats.by_step() {
+        let calls: u64 = counts.values().sum();
+        let ok = counts.get("ok").copied().unwrap_or(0);
+        let duration = scenario.steps()[index].duration();
+        println!(
+            "{}{calls:>10}{:>7.0}%",
+            row(&format!("{name} ({}s)", duration.as_secs()), &counts),
+            100.0 * ok as f64 / calls.max(1) as f64
+        );
+        for (column, count) in counts {
+            *total.entry(column).or_default() += count;
+        }
+    }
+    let calls: u64 = total.values().sum();
+    let ok = total.get("ok").copied().unwrap_or(0);
+    println!(
+        "{}{calls:>10}{:>7.0}%",
+        row("all", &total),
+        100.0 * ok as f64 / calls.max(1) as f64
+    );
+}
+
+/// Of the upserts that failed but may have been sent, how many were in fact applied.
+async fn lost_writes(server: &TestServer, stats: &Stats) -> Result<(), VectorError> {
+    let ids = stats.inner.lock().unwrap().ambiguous_writes.clone();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let direct = QdrantService::builder()
+        .endpoint(server.url())
+        .build()
+        .expect("valid settings");
+    let request = GetPointsBuilder::new(
+        COLLECTION,
+        ids.iter().copied().map(PointId::from).collect::<Vec<_>>(),
+    );
+    let stored = match direct.oneshot(request.into()).await? {
+        VectorResponse::Get(found) => found.result.len(),
+        _ => 0,
+    };
+    println!(
+        "\n{} upserts failed in a way that leaves open whether they were applied (maybe_sent); \
+         {stored} of them were in fact applied",
+        ids.len()
+    );
+    Ok(())
+}
