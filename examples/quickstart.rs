@@ -84,11 +84,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("nearest German cities:");
     for hit in &found.result {
-        let city = hit
-            .payload
-            .get("city")
-            .map(|v| v.to_string())
-            .unwrap_or_default();
+        let city = hit.payload.get("city").and_then(|v| v.as_str());
+        let city = city.map_or("?", String::as_str);
         println!("  {city:<10} score {:.4}", hit.score);
     }
 
