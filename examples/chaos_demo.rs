@@ -1,11 +1,12 @@
-//! Chaos demo: a steady search-and-upsert workload through a bare `QdrantService` while the
-//! backend goes through a scripted ~17 s of trouble, printed live, second by second, as the
-//! caller sees it: outcomes by `ErrorKind`.
+//! Chaos demo: a steady search-and-upsert workload through a circuit breaker over
+//! `QdrantService` while the backend goes through a scripted ~17 s of trouble, printed live,
+//! second by second: outcomes by `ErrorKind` as the caller sees them, the calls that actually
+//! reached the backend, the breaker's state and its transitions as they happen.
 //!
 //! Everything runs in-process on loopback: the testkit's embedded Qdrant-compatible server
 //! (with fault injection), a `ChaosProxy` in front of it for the network faults, and the
-//! client pointed at the proxy. There is no retry or breaker here on purpose: this is the raw
-//! failure signal the resilience layers are built to handle.
+//! client pointed at the proxy. There is no retry layer: the breaker alone shows how much load
+//! it keeps off a sick backend (`circuit_open` calls never reach it), and what it lets through.
 //!
 //! ```text
 //! cargo run --example chaos_demo
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use qdrant_tower::layers::breaker::{Breaker, BreakerConfig, BreakerState};
 use qdrant_tower::qdrant::{
     CreateCollectionBuilder, Distance, GetPointsBuilder, PointId, PointStruct, SearchPointsBuilder,
     UpsertPointsBuilder, VectorParamsBuilder,
@@ -23,11 +25,11 @@ use qdrant_tower::qdrant::{
 use qdrant_tower::{
     Classify, ErrorKind, Payload, QdrantService, VectorError, VectorRequest, VectorResponse,
 };
-use qdrant_tower_testkit::faults::{Fault, FaultRule};
+use qdrant_tower_testkit::faults::{CallLog, Fault, FaultRule, Rpc};
 use qdrant_tower_testkit::scenario::{Scenario, Step};
 use qdrant_tower_testkit::{ChaosProxy, TestServer};
 use tokio::time::{Instant, MissedTickBehavior};
-use tower::ServiceExt;
+use tower::{Service, ServiceBuilder, ServiceExt};
 
 const COLLECTION: &str = "chaos_demo";
 /// Concurrent callers, each sending one call at a time, one every `PACE`.
@@ -37,8 +39,9 @@ const PACE: Duration = Duration::from_millis(20);
 const UPSERT_EVERY: u64 = 5;
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(300);
 /// The columns of the live table, in order; any other kind is counted under "other".
-const COLUMNS: [&str; 7] = [
+const COLUMNS: [&str; 8] = [
     "ok",
+    "circuit_open",
     "unavailable",
     "rate_limited",
     "timeout",
@@ -52,13 +55,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = TestServer::start().await?;
     seed(&server).await?;
     let proxy = ChaosProxy::start(server.addr()).await?;
-    let client = QdrantService::builder()
-        .endpoint(proxy.url())
-        .request_timeout(Some(REQUEST_TIMEOUT))
-        .connect_timeout(Duration::from_millis(300))
-        .build()?;
+    // Opens on 5 failures in a row or half of the last 20 calls failing (10 at least); stays
+    // open 1 s (demo scale), then lets 3 trial calls through; 2 successes close it.
+    let breaker = Breaker::new(
+        "qdrant",
+        BreakerConfig::default()
+            .with_consecutive_failures(5)
+            .with_failure_rate(0.5)
+            .with_count_window(20)
+            .with_minimum_calls(10)
+            .with_open_wait(Duration::from_secs(1)),
+    )?;
+    let client = ServiceBuilder::new().layer(breaker.layer()).service(
+        QdrantService::builder()
+            .endpoint(proxy.url())
+            .request_timeout(Some(REQUEST_TIMEOUT))
+            .connect_timeout(Duration::from_millis(300))
+            .build()?,
+    );
     println!(
-        "server {}, proxy {}, {WORKERS} callers x {} calls/s, request timeout {REQUEST_TIMEOUT:?}\n",
+        "server {}, proxy {}, {WORKERS} callers x {} calls/s, request timeout {REQUEST_TIMEOUT:?}, \
+         breaker: 5 failures in a row or 50% of 20 calls, open 1 s\n",
         server.addr(),
         proxy.addr(),
         1000 / PACE.as_millis()
@@ -110,7 +127,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Workers, clock and scenario all start at the same instant, so that seconds and steps line
     // up; the margin lets the tasks get going first.
     let start = Instant::now() + Duration::from_millis(50);
-    let stats = Arc::new(Stats::new(start, scenario.steps()[0].name()));
+    let stats = Arc::new(Stats::new(
+        start,
+        scenario.steps()[0].name(),
+        server.calls(),
+    ));
+    let watcher = tokio::spawn(watch_breaker(breaker.clone(), Arc::clone(&stats)));
     let stop = Arc::new(AtomicBool::new(false));
     let next_id = Arc::new(AtomicU64::new(1_000));
     let mut workers = Vec::new();
@@ -125,7 +147,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let printer = tokio::spawn(print_live(Arc::clone(&stats)));
 
-    println!("{}", header("  t  step"));
+    println!("{}{:>9}  breaker", header("  t  step"), "backend");
     tokio::time::sleep_until(start).await;
     scenario
         .run_with(|step| stats.set_step(step.index(), step.name()))
@@ -135,14 +157,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         worker.await?;
     }
     printer.abort();
+    watcher.abort();
     stats.print_rows_from(stats.printed.load(Ordering::Acquire));
 
     summary(&stats, &scenario);
     lost_writes(&server, &stats).await?;
     let calls = server.calls();
     let traffic = proxy.stats();
+    let figures = breaker.snapshot();
     println!(
-        "\nthe server saw {} calls ({} of them faulted); the proxy accepted {} connections and reset {}",
+        "\nthe breaker let {} calls through and rejected {} without sending them ({} transitions); \
+         the server saw {} calls ({} of them faulted); the proxy accepted {} connections and reset {}",
+        figures.calls,
+        figures.rejections,
+        figures.transitions,
         calls.total(),
         calls.total_faulted(),
         traffic.accepted,
@@ -184,13 +212,15 @@ fn point(id: u64, seed: u64) -> PointStruct {
 
 /// One caller: a call every `PACE` (or as soon as the previous one ends, when it took longer),
 /// until `stop`.
-async fn work(
+async fn work<S>(
     worker: u64,
-    client: QdrantService,
+    client: S,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     next_id: Arc<AtomicU64>,
-) {
+) where
+    S: Service<VectorRequest, Response = VectorResponse, Error = VectorError> + Clone,
+{
     // Staggered, so that no call starts exactly on a step boundary, while the step changes.
     let offset = PACE * (worker as u32 + 1) / (WORKERS as u32 + 1);
     let mut pace = tokio::time::interval_at(stats.start + offset, PACE);
@@ -226,6 +256,8 @@ struct Stats {
     start: Instant,
     /// Seconds already printed.
     printed: AtomicU64,
+    /// What reached the server, with arrival times.
+    calls: CallLog,
     inner: Mutex<Inner>,
 }
 
@@ -238,13 +270,16 @@ struct Inner {
     /// (second, step index, step name) → column → count.
     seconds: BTreeMap<(u64, usize, String), BTreeMap<&'static str, u64>>,
     ambiguous_writes: Vec<u64>,
+    /// Second → the breaker's transitions during it, and the state it ended in.
+    transitions: BTreeMap<u64, (Vec<String>, BreakerState)>,
 }
 
 impl Stats {
-    fn new(start: Instant, first_step: &str) -> Self {
+    fn new(start: Instant, first_step: &str, calls: CallLog) -> Self {
         Stats {
             start,
             printed: AtomicU64::new(0),
+            calls,
             inner: Mutex::new(Inner {
                 step: (0, first_step.to_owned()),
                 ..Inner::default()
@@ -279,27 +314,65 @@ impl Stats {
             .or_default() += 1;
     }
 
+    fn transition(&self, line: String, to: BreakerState) {
+        let second = self.start.elapsed().as_secs();
+        let mut inner = self.inner.lock().unwrap();
+        let entry = inner
+            .transitions
+            .entry(second)
+            .or_insert_with(|| (Vec::new(), to));
+        entry.0.push(line);
+        entry.1 = to;
+    }
+
+    /// Searches and upserts that reached the server during `second`, by their arrival time.
+    fn backend_calls(&self, second: u64) -> usize {
+        let from = self.start + Duration::from_secs(second);
+        let to = from + Duration::from_secs(1);
+        [Rpc::Search, Rpc::Upsert]
+            .into_iter()
+            .flat_map(|rpc| self.calls.times(rpc, COLLECTION))
+            .filter(|at| (from..to).contains(at))
+            .count()
+    }
+
     fn ambiguous_write(&self, id: u64) {
         self.inner.lock().unwrap().ambiguous_writes.push(id);
     }
 
-    /// Prints the rows of every second from `first` on that has any, one row per step that
-    /// was current during it.
+    /// Prints the rows of every second from `first` on that has any.
     fn print_rows_from(&self, first: u64) {
-        let inner = self.inner.lock().unwrap();
-        for ((second, _, name), counts) in inner.seconds.range((first, 0, String::new())..) {
-            println!("{}", row(&format!("{:>3}s  {name}", second + 1), counts));
+        let last = self.inner.lock().unwrap().seconds.keys().map(|k| k.0).max();
+        for second in first..=last.unwrap_or(0) {
+            self.print_second(second);
         }
     }
 
-    /// Prints the rows of `second` only.
+    /// Prints the rows of `second` (one per step current during it), with what reached the
+    /// backend and the breaker's state, then the breaker's transitions during it.
     fn print_second(&self, second: u64) {
+        let backend = self.backend_calls(second);
         let inner = self.inner.lock().unwrap();
+        // The state at the end of the second: the last transition up to then.
+        let state = inner
+            .transitions
+            .range(..=second)
+            .next_back()
+            .map_or(BreakerState::Closed, |(_, (_, state))| *state);
         let rows = inner
             .seconds
             .range((second, 0, String::new())..(second + 1, 0, String::new()));
         for ((_, _, name), counts) in rows {
-            println!("{}", row(&format!("{:>3}s  {name}", second + 1), counts));
+            let first = format!("{:>3}s  {name}", second + 1);
+            println!("{}{backend:>9}  {}", row(&first, counts), state_name(state));
+        }
+        for line in inner
+            .transitions
+            .get(&second)
+            .into_iter()
+            .flat_map(|t| &t.0)
+        {
+            println!("       {line}");
         }
     }
 
@@ -332,6 +405,31 @@ async fn print_live(stats: Arc<Stats>) {
         let second = stats.printed.load(Ordering::Acquire);
         stats.print_second(second);
         stats.printed.store(second + 1, Ordering::Release);
+    }
+}
+
+/// Prints each transition of the breaker under the second it happened in.
+async fn watch_breaker(breaker: Breaker, stats: Arc<Stats>) {
+    let mut changes = breaker.subscribe();
+    while let Ok(change) = changes.recv().await {
+        let line = format!(
+            "breaker: {} -> {} ({:?})",
+            state_name(change.from),
+            state_name(change.to),
+            change.reason
+        );
+        stats.transition(line, change.to);
+    }
+}
+
+fn state_name(state: BreakerState) -> &'static str {
+    match state {
+        BreakerState::Closed => "closed",
+        BreakerState::Open => "OPEN",
+        BreakerState::HalfOpen => "half-open",
+        BreakerState::Disabled => "disabled",
+        BreakerState::ForcedOpen => "forced open",
+        _ => "other",
     }
 }
 
