@@ -3,20 +3,22 @@
 //!
 //! Each test states the symptom — the `ErrorKind`, and whether the request may have reached
 //! the server (`maybe_sent`) — since that is what the retry and breaker layers act on. Time
-//! only enters where the fault is about time (latency, the request timeout), and then as a
-//! bound the client guarantees.
+//! only enters where the fault is about time (latency, bandwidth, a slow close, the request
+//! timeout), and then as a lower bound the proxy or the client guarantees.
 
 use std::future::Future;
 use std::time::Duration;
 
 use qdrant_tower::qdrant::{
-    CreateCollectionBuilder, Distance, PointStruct, SearchPointsBuilder, UpsertPointsBuilder,
-    VectorParamsBuilder,
+    CreateCollectionBuilder, Distance, PointStruct, ScrollPointsBuilder, SearchPointsBuilder,
+    UpsertPointsBuilder, VectorParamsBuilder,
 };
-use qdrant_tower::{Classify, ErrorKind, QdrantService, VectorError, VectorResponse};
-use qdrant_tower_testkit::{ChaosProxy, Direction, TestServer};
+use qdrant_tower::{
+    Classify, ErrorKind, QdrantService, VectorError, VectorRequest, VectorResponse,
+};
+use qdrant_tower_testkit::{ChaosProxy, Direction, ProxyStats, TestServer};
 use tokio::time::Instant;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 const COLLECTION: &str = "books";
 /// The request timeout where the test is about it: long for loopback, short for a test.
@@ -28,7 +30,7 @@ const LONG_TIMEOUT: Duration = Duration::from_secs(5);
 /// A server with a small collection, and a proxy in front of it.
 struct Setup {
     proxy: ChaosProxy,
-    _server: TestServer,
+    server: TestServer,
 }
 
 impl Setup {
@@ -63,20 +65,48 @@ impl Setup {
         let proxy = ChaosProxy::start(server.addr())
             .await
             .expect("proxy starts");
-        Setup {
-            proxy,
-            _server: server,
-        }
+        Setup { proxy, server }
     }
 
     /// A client of the proxy with `timeout` per call. Its channel connects on the first call.
     fn client(&self, timeout: Duration) -> QdrantService {
+        self.pooled_client(timeout, 1)
+    }
+
+    /// A client of the proxy with `connections` channels, used round-robin: call `k` goes to
+    /// channel `k % connections`, and each channel connects on its first call.
+    fn pooled_client(&self, timeout: Duration, connections: usize) -> QdrantService {
         QdrantService::builder()
             .endpoint(self.proxy.url())
+            .connections_per_endpoint(connections)
             .request_timeout(Some(timeout))
             .connect_timeout(Duration::from_millis(300))
             .build()
             .expect("valid settings")
+    }
+
+    /// Creates the `shelf` collection, directly on the server.
+    async fn shelf(&self) {
+        QdrantService::from_url(self.server.url())
+            .expect("valid settings")
+            .oneshot(
+                CreateCollectionBuilder::new(SHELF)
+                    .vectors_config(VectorParamsBuilder::new(2, Distance::Dot))
+                    .into(),
+            )
+            .await
+            .expect("shelf created");
+    }
+
+    /// Creates the `shelf` collection and fills it with `SHELF_POINTS` big points, directly on
+    /// the server.
+    async fn full_shelf(&self) {
+        self.shelf().await;
+        QdrantService::from_url(self.server.url())
+            .expect("valid settings")
+            .oneshot(fill_shelf())
+            .await
+            .expect("shelf filled");
     }
 }
 
@@ -105,6 +135,51 @@ async fn search_err(client: &QdrantService) -> VectorError {
     match search(client).await {
         Ok(response) => panic!("expected an error, got {response:?}"),
         Err(error) => error,
+    }
+}
+
+/// A collection of big points, for the tests about bandwidth.
+const SHELF: &str = "shelf";
+const SHELF_POINTS: u32 = 64;
+/// The text each point on the shelf carries: an upsert of the whole shelf, and a scroll
+/// answering it, each carry at least `SHELF_POINTS * TEXT_BYTES` = 64 KiB.
+const TEXT_BYTES: usize = 1024;
+
+/// An upsert of the whole shelf: at least 64 KiB on the wire.
+fn fill_shelf() -> VectorRequest {
+    let points = (0..u64::from(SHELF_POINTS))
+        .map(|id| {
+            PointStruct::new(
+                id,
+                vec![1.0, 0.0],
+                [("text", "x".repeat(TEXT_BYTES).into())],
+            )
+        })
+        .collect::<Vec<_>>();
+    UpsertPointsBuilder::new(SHELF, points).wait(true).into()
+}
+
+/// A scroll of the whole shelf with its payload: an answer of at least 64 KiB.
+fn read_shelf() -> VectorRequest {
+    ScrollPointsBuilder::new(SHELF)
+        .limit(SHELF_POINTS)
+        .with_payload(true)
+        .into()
+}
+
+/// How long `bytes` take at least through a proxy forwarding `bytes_per_sec`: it lets the first
+/// hundredth of a second's worth through at once, and paces the rest.
+fn transfer_floor(bytes: usize, bytes_per_sec: u64) -> Duration {
+    let paced = (bytes as u64).saturating_sub(bytes_per_sec / 100);
+    Duration::from_secs_f64(paced as f64 / bytes_per_sec as f64)
+}
+
+/// Waits until `check` holds: the proxy's tasks update its counters on their own time.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
@@ -305,6 +380,217 @@ async fn latency_under_the_timeout_slows_calls_and_over_it_times_them_out() {
         );
         assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
         assert!(error.maybe_sent(), "{error}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_large_request_throttled_past_the_request_timeout_is_a_timeout_that_may_have_been_sent() {
+    bounded(async {
+        let setup = Setup::start().await;
+        setup.shelf().await;
+        let client = setup.client(REQUEST_TIMEOUT);
+        search_ok(&client).await;
+
+        // The server answers only once it has the whole request, which the proxy cannot
+        // deliver before the timeout.
+        const RATE: u64 = 50_000;
+        let floor = transfer_floor(SHELF_POINTS as usize * TEXT_BYTES, RATE);
+        assert!(floor > 2 * REQUEST_TIMEOUT, "{floor:?}");
+        setup.proxy.bandwidth(Direction::Upstream, RATE);
+        let started = Instant::now();
+        let error = client.clone().oneshot(fill_shelf()).await.unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+        assert!(
+            error.maybe_sent(),
+            "part of the write reached the server: {error}"
+        );
+        assert!(took >= REQUEST_TIMEOUT, "{took:?}");
+    })
+    .await;
+}
+
+/// The request timeout bounds the whole call, body included. (tonic's own timeout, from
+/// `grpc-timeout`, ends when the answer's headers arrive; `QdrantService` bounds the rest, so an
+/// answer that starts in time but trickles in does not hold the caller past its timeout.)
+#[tokio::test]
+async fn a_throttled_large_answer_past_the_request_timeout_is_a_timeout() {
+    bounded(async {
+        let setup = Setup::start().await;
+        setup.full_shelf().await;
+        let client = setup.client(REQUEST_TIMEOUT);
+        search_ok(&client).await;
+
+        // The headers pass in the first slice; the 64 KiB of payload take longer than the
+        // timeout.
+        const RATE: u64 = 100_000;
+        let floor = transfer_floor(SHELF_POINTS as usize * TEXT_BYTES, RATE);
+        assert!(floor > REQUEST_TIMEOUT, "{floor:?}");
+        setup.proxy.bandwidth(Direction::Downstream, RATE);
+        let started = Instant::now();
+        let error = client.clone().oneshot(read_shelf()).await.unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+        assert!(error.maybe_sent());
+        assert!(took >= REQUEST_TIMEOUT, "{took:?}");
+        assert!(
+            took < floor,
+            "the caller is released at the timeout: {took:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_generous_bandwidth_limit_slows_large_calls_but_lets_them_succeed_within_the_timeout() {
+    bounded(async {
+        let setup = Setup::start().await;
+        setup.shelf().await;
+        let client = setup.client(REQUEST_TIMEOUT);
+        search_ok(&client).await;
+
+        // 2 MB/s: 64 KiB take some 20 ms each way, far from the timeout, yet measurably paced.
+        const RATE: u64 = 2_000_000;
+        let floor = transfer_floor(SHELF_POINTS as usize * TEXT_BYTES, RATE);
+        assert!(
+            floor > Duration::ZERO && floor * 10 < REQUEST_TIMEOUT,
+            "{floor:?}"
+        );
+        setup.proxy.bandwidth(Direction::Both, RATE);
+
+        let started = Instant::now();
+        let written = client.clone().oneshot(fill_shelf()).await;
+        assert!(written.is_ok(), "{written:?}");
+        assert!(started.elapsed() >= floor, "{:?}", started.elapsed());
+
+        let started = Instant::now();
+        match client.clone().oneshot(read_shelf()).await {
+            Ok(VectorResponse::Scroll(scrolled)) => {
+                assert_eq!(scrolled.result.len(), SHELF_POINTS as usize);
+                assert!(scrolled.result.iter().all(|point| {
+                    point.payload["text"]
+                        .as_str()
+                        .is_some_and(|text| text.len() == TEXT_BYTES)
+                }));
+            }
+            other => panic!("expected the whole shelf, got {other:?}"),
+        }
+        assert!(started.elapsed() >= floor, "{:?}", started.elapsed());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn slow_close_holds_back_the_error_of_a_truncated_answer_for_at_least_the_delay() {
+    bounded(async {
+        let setup = Setup::start().await;
+        let client = setup.client(LONG_TIMEOUT);
+        search_ok(&client).await;
+
+        // On its own it changes nothing for calls: a live connection sends no FIN to hold.
+        let delay = Duration::from_millis(300);
+        setup.proxy.slow_close(Direction::Downstream, delay);
+        assert_eq!(search_ok(&client).await, 1);
+
+        // With a close, the client is left waiting on a truncated frame until the FIN comes.
+        setup.proxy.close_after(Direction::Downstream, 5);
+        let started = Instant::now();
+        let error = search_err(&client).await;
+        let took = started.elapsed();
+        assert_eq!(error.kind(), ErrorKind::Connect, "{error}");
+        assert!(error.maybe_sent(), "{error}");
+        assert!(took >= delay, "{took:?}");
+        assert_eq!(setup.proxy.stats().reset, 0, "a FIN, not a reset");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn partial_outage_fails_exactly_the_calls_routed_to_the_seeded_connections() {
+    bounded(async {
+        const CONNECTIONS: u64 = 8;
+        let setup = Setup::start().await;
+        // Choose the connections before they exist, with no effect yet: every call passes.
+        setup.proxy.partial(0.5, 7);
+        let client = setup.pooled_client(REQUEST_TIMEOUT, CONNECTIONS as usize);
+        // Sequential calls: the k-th channel connects on call k, and is the proxy's
+        // connection k.
+        for _ in 0..CONNECTIONS {
+            assert_eq!(search_ok(&client).await, 1);
+        }
+        let toxics = setup.proxy.toxics();
+        let affected: Vec<bool> = (0..CONNECTIONS).map(|n| toxics.affects(n)).collect();
+        assert!(
+            affected.contains(&true) && affected.contains(&false),
+            "the seed picks some connections, not all: {affected:?}"
+        );
+        let stats = setup.proxy.stats();
+        assert_eq!(stats.accepted, CONNECTIONS);
+        assert_eq!(
+            stats.affected,
+            affected.iter().filter(|hit| **hit).count() as u64
+        );
+
+        // Now swallow everything on the chosen connections, and send one call down each
+        // channel in round-robin order, all at once.
+        setup.proxy.blackhole(Direction::Both, true);
+        let mut calls = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let mut service = client.clone();
+            // Readiness picks the channel; the call is sent on it.
+            service.ready().await.expect("a channel is ready");
+            let request = SearchPointsBuilder::new(COLLECTION, vec![0.9, 0.1], 1).into();
+            calls.push(tokio::spawn(service.call(request)));
+        }
+        let mut failed = Vec::new();
+        for call in calls {
+            match call.await.expect("the call does not panic") {
+                Ok(_) => failed.push(false),
+                Err(error) => {
+                    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+                    assert!(error.maybe_sent(), "{error}");
+                    failed.push(true);
+                }
+            }
+        }
+        assert_eq!(failed, affected, "failed calls, by connection");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stats_count_a_pooled_clients_connections_and_the_bytes_both_ways() {
+    bounded(async {
+        let setup = Setup::start().await;
+        assert_eq!(setup.proxy.stats(), ProxyStats::default());
+        let client = setup.pooled_client(LONG_TIMEOUT, 3);
+        for _ in 0..6 {
+            assert_eq!(search_ok(&client).await, 1);
+        }
+
+        let stats = setup.proxy.stats();
+        assert_eq!(
+            (stats.accepted, stats.affected, stats.open, stats.reset),
+            (3, 3, 3, 0),
+            "one connection per channel, each reused: {stats:?}"
+        );
+        assert!(
+            stats.upstream.forwarded >= 3 * 24,
+            "at least each connection's 24-byte HTTP/2 preface: {stats:?}"
+        );
+        assert!(stats.downstream.forwarded > 0, "{stats:?}");
+        assert!(stats.upstream.received >= stats.upstream.forwarded);
+        assert!(stats.downstream.received >= stats.downstream.forwarded);
+
+        // Dropping the client closes its connections, cleanly.
+        drop(client);
+        eventually("the client's connections are closed", || {
+            setup.proxy.stats().open == 0
+        })
+        .await;
+        let stats = setup.proxy.stats();
+        assert_eq!((stats.accepted, stats.reset), (3, 0), "{stats:?}");
     })
     .await;
 }

@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use qdrant_tower::qdrant::{
     CountPointsBuilder, CreateCollectionBuilder, Distance, GetPointsBuilder, PointId, PointStruct,
-    SearchPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
+    SearchPointsBuilder, UpsertPoints, UpsertPointsBuilder, VectorParamsBuilder,
 };
 use qdrant_tower::{
     Classify, ErrorKind, Payload, QdrantService, VectorError, VectorRequest, VectorResponse,
 };
 use qdrant_tower_testkit::TestServer;
-use qdrant_tower_testkit::faults::{Fault, FaultRule, Rpc};
+use qdrant_tower_testkit::faults::{Fault, FaultPlan, FaultRule, Rpc};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -238,4 +238,216 @@ async fn the_server_saw_each_attempt_once() {
         4,
         "the bare service never retries"
     );
+}
+
+#[tokio::test]
+async fn every_injected_status_reaches_the_client_as_its_error_kind() {
+    bounded(async {
+        let (server, client) = setup(LONG_TIMEOUT).await;
+        let table = [
+            (Fault::deadline_exceeded(), ErrorKind::Timeout),
+            (Fault::internal(), ErrorKind::Internal),
+            (Fault::invalid_argument(), ErrorKind::InvalidRequest),
+            (Fault::not_found(), ErrorKind::NotFound),
+            (Fault::permission_denied(), ErrorKind::PermissionDenied),
+            (Fault::unauthenticated(), ErrorKind::Unauthenticated),
+            (Fault::unavailable(), ErrorKind::Unavailable),
+        ];
+        let statuses = table.len();
+        for (fault, kind) in table {
+            let code = fault.code();
+            server.set_faults(FaultRule::new(fault).rpc(Rpc::Search));
+            let error = call(&client, search()).await.unwrap_err();
+            assert_eq!(error.kind(), kind, "{error}");
+            assert_eq!(error.code(), code, "the server's code is kept: {error}");
+            assert!(error.message().ends_with("injected fault"), "{error}");
+            assert!(error.maybe_sent(), "the server answered it: {error}");
+            assert_eq!(error.retry_after(), None, "{error}");
+        }
+        assert_eq!(server.calls().faulted(Rpc::Search, COLLECTION), statuses);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_an_ambiguous_connect_error_though_nothing_was_applied() {
+    bounded(async {
+        let (server, client) = setup(LONG_TIMEOUT).await;
+        server.set_faults(
+            FaultRule::new(Fault::drop_connection())
+                .rpc(Rpc::Upsert)
+                .first(1),
+        );
+        let error = call(&client, upsert(42)).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Connect, "{error}");
+        assert!(
+            error.maybe_sent(),
+            "a broken connection cannot prove the write was not applied"
+        );
+        server.clear_faults();
+        assert!(!stored(&server, 42).await, "this time it was not");
+        assert_eq!(server.calls().count(Rpc::Upsert, COLLECTION), 1);
+        // The client's channel reconnects on its own.
+        assert!(call(&client, upsert(43)).await.is_ok());
+        assert!(stored(&server, 43).await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_fails_every_call_in_flight_on_it() {
+    bounded(async {
+        let (server, client) = setup(LONG_TIMEOUT).await;
+        server.set_faults(
+            FaultPlan::new()
+                .rule(FaultRule::new(Fault::hang()).rpc(Rpc::Count))
+                .rule(FaultRule::new(Fault::drop_connection()).rpc(Rpc::Search)),
+        );
+        // One connection: the hung count waits on the same one the search breaks.
+        let hung = tokio::spawn({
+            let client = client.clone();
+            async move { call(&client, CountPointsBuilder::new(COLLECTION).into()).await }
+        });
+        let calls = server.calls();
+        while calls.count(Rpc::Count, COLLECTION) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let error = call(&client, search()).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Connect, "{error}");
+        let error = hung.await.unwrap().unwrap_err();
+        assert_eq!(
+            error.kind(),
+            ErrorKind::Connect,
+            "the hung call fails with the connection, long before its timeout: {error}"
+        );
+        assert!(error.maybe_sent(), "{error}");
+    })
+    .await;
+}
+
+/// Which of `n` searches failed, and as what.
+async fn failures(client: &QdrantService, n: usize) -> Vec<Option<ErrorKind>> {
+    let mut failed = Vec::with_capacity(n);
+    for _ in 0..n {
+        failed.push(call(client, search()).await.err().map(|error| error.kind()));
+    }
+    failed
+}
+
+#[tokio::test]
+async fn counting_triggers_fail_exactly_the_calls_they_name() {
+    bounded(async {
+        let (server, client) = setup(LONG_TIMEOUT).await;
+        let down = Some(ErrorKind::Unavailable);
+        let cases = [
+            (
+                "first(2)",
+                FaultRule::new(Fault::unavailable()).first(2),
+                [down, down, None, None, None, None],
+            ),
+            (
+                "every_nth(3)",
+                FaultRule::new(Fault::unavailable()).every_nth(3),
+                [None, None, down, None, None, down],
+            ),
+            (
+                "after(4)",
+                FaultRule::new(Fault::unavailable()).after(4),
+                [None, None, None, None, down, down],
+            ),
+        ];
+        for (name, rule, expected) in cases {
+            // Installing a plan starts its counts afresh.
+            server.set_faults(rule.rpc(Rpc::Search));
+            server.calls().reset();
+            assert_eq!(failures(&client, 6).await, expected, "{name}");
+            let failed = expected.iter().flatten().count();
+            assert_eq!(server.calls().count(Rpc::Search, COLLECTION), 6, "{name}");
+            assert_eq!(
+                server.calls().faulted(Rpc::Search, COLLECTION),
+                failed,
+                "{name}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_seeded_probability_fails_the_same_calls_in_every_run() {
+    bounded(async {
+        let (server, client) = setup(LONG_TIMEOUT).await;
+        let run = async |seed| {
+            server.set_faults(
+                FaultRule::new(Fault::internal())
+                    .rpc(Rpc::Search)
+                    .probability(0.5, seed),
+            );
+            server.calls().reset();
+            let failed: Vec<bool> = failures(&client, 16)
+                .await
+                .into_iter()
+                .map(|kind| {
+                    assert!(matches!(kind, None | Some(ErrorKind::Internal)), "{kind:?}");
+                    kind.is_some()
+                })
+                .collect();
+            let count = failed.iter().filter(|failed| **failed).count();
+            assert_eq!(server.calls().faulted(Rpc::Search, COLLECTION), count);
+            failed
+        };
+        let first = run(7).await;
+        assert!(
+            first.contains(&true) && first.contains(&false),
+            "some calls fail, not all: {first:?}"
+        );
+        assert_eq!(run(7).await, first, "the same seed fails the same calls");
+        assert_ne!(run(8).await, first, "another seed, other calls");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_predicate_faults_only_the_requests_whose_content_it_selects() {
+    bounded(async {
+        let (server, client) = setup(LONG_TIMEOUT).await;
+        // A server that refuses batches of more than two points.
+        server.set_faults(
+            FaultRule::new(Fault::unavailable())
+                .rpc(Rpc::Upsert)
+                .when(|call| {
+                    call.message::<UpsertPoints>()
+                        .is_some_and(|upsert| upsert.points.len() > 2)
+                }),
+        );
+        let batch = |ids: std::ops::Range<u64>| -> VectorRequest {
+            let points = ids
+                .map(|id| PointStruct::new(id, vec![1.0, 0.0], Payload::new()))
+                .collect::<Vec<_>>();
+            UpsertPointsBuilder::new(COLLECTION, points)
+                .wait(true)
+                .into()
+        };
+        assert!(call(&client, batch(1..3)).await.is_ok(), "two points pass");
+        let error = call(&client, batch(10..13)).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+        assert!(
+            call(&client, batch(3..5)).await.is_ok(),
+            "two points pass again"
+        );
+        assert_eq!(server.calls().count(Rpc::Upsert, COLLECTION), 3);
+        assert_eq!(server.calls().faulted(Rpc::Upsert, COLLECTION), 1);
+
+        server.clear_faults();
+        for id in [1, 2, 3, 4] {
+            assert!(stored(&server, id).await, "point {id}");
+        }
+        for id in [10, 11, 12] {
+            assert!(
+                !stored(&server, id).await,
+                "point {id} of the refused batch"
+            );
+        }
+    })
+    .await;
 }

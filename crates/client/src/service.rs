@@ -146,11 +146,26 @@ impl Service<VectorRequest> for QdrantService {
         let operation = request.operation();
         let collection = request.collection().map(str::to_owned);
         ResponseFuture::called(Box::pin(async move {
-            dispatch(channel, &shared.options, request)
-                .await
-                .map_err(|status| {
-                    VectorError::from_status(status, operation, collection.as_deref())
-                })
+            let options = &shared.options;
+            let call = dispatch(channel, options, request);
+            // tonic's own timeout (from `grpc-timeout`) ends when the response headers arrive;
+            // this one bounds the whole call, body included.
+            let outcome = match options.timeout {
+                Some(limit) => match tokio::time::timeout(limit, call).await {
+                    Ok(outcome) => outcome,
+                    Err(elapsed) => {
+                        let message =
+                            format!("no complete answer within the request timeout of {limit:?}");
+                        return Err(VectorError::new(ErrorKind::Timeout, operation, message)
+                            .with_collection(collection.as_deref())
+                            .with_source(elapsed));
+                    }
+                },
+                None => call.await,
+            };
+            outcome.map_err(|status| {
+                VectorError::from_status(status, operation, collection.as_deref())
+            })
         }))
     }
 }
