@@ -864,23 +864,45 @@ impl tracing::Subscriber for Capture {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
+/// Every event of this test binary, captured by one global subscriber. A thread-local
+/// subscriber (`set_default`) would race with tests on other threads over tracing's global
+/// callsite-interest cache and could miss events under load; a global one cannot.
+fn captured() -> &'static Arc<Mutex<Vec<String>>> {
+    static EVENTS: std::sync::OnceLock<Arc<Mutex<Vec<String>>>> = std::sync::OnceLock::new();
+    EVENTS.get_or_init(|| {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        tracing::subscriber::set_global_default(Capture(events.clone()))
+            .expect("no other global subscriber in this test binary");
+        events
+    })
+}
+
 #[tokio::test(start_paused = true)]
 async fn every_transition_is_a_tracing_event_with_name_from_to_and_reason() {
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let _subscriber = tracing::subscriber::set_default(Capture(events.clone()));
-    let (breaker, mut svc, _) = setup(quick_trip().with_half_open_successes(1));
+    let events = captured();
+    // A name no other test uses, to pick this test's events out of the binary's.
+    let breaker = Breaker::new("traced", quick_trip().with_half_open_successes(1)).unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(breaker.layer())
+        .service(Backend::default());
     let _ = send(&mut svc, FAIL).await;
     breaker.try_half_open();
     send(&mut svc, Reply::Ok).await.unwrap();
-    let events = events.lock().unwrap().clone();
+    let ours: Vec<String> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|event| event.contains("breaker=traced "))
+        .cloned()
+        .collect();
     assert_eq!(
-        events,
+        ours,
         [
-            "WARN message=circuit breaker state changed breaker=test from=closed to=open \
+            "WARN message=circuit breaker state changed breaker=traced from=closed to=open \
              reason=consecutive_failures",
-            "INFO message=circuit breaker state changed breaker=test from=open to=half_open \
+            "INFO message=circuit breaker state changed breaker=traced from=open to=half_open \
              reason=requested",
-            "INFO message=circuit breaker state changed breaker=test from=half_open to=closed \
+            "INFO message=circuit breaker state changed breaker=traced from=half_open to=closed \
              reason=trials_succeeded",
         ]
     );
