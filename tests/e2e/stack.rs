@@ -169,3 +169,112 @@ async fn breaker_opens_while_the_server_is_unreachable_and_closes_when_it_is_bac
     )
     .await;
 }
+
+mod retry {
+    use super::*;
+    use qdrant_tower::layers::retry::{KindPolicy, RetryLayer, RetryPolicy};
+    use qdrant_tower::qdrant::GetPointsBuilder;
+    use qdrant_tower::{Classify, VectorResponse};
+
+    /// The default table's kinds and attempts, with delays short enough to wait out for real.
+    fn fast_policy() -> RetryPolicy {
+        let ms = Duration::from_millis;
+        RetryPolicy::default()
+            .with_kind(
+                ErrorKind::Unavailable,
+                KindPolicy::exponential(3, ms(10), ms(50)),
+            )
+            .with_kind(
+                ErrorKind::Connect,
+                KindPolicy::exponential(3, ms(10), ms(50)),
+            )
+            .with_seed(7)
+    }
+
+    fn service(
+        server: &TestServer,
+    ) -> impl Service<VectorRequest, Response = VectorResponse, Error = VectorError> + Clone {
+        ServiceBuilder::new()
+            .layer(RetryLayer::new(fast_policy()).unwrap())
+            .service(QdrantService::from_url(server.url()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_backend_sees_exactly_the_attempts_the_policy_allows() {
+        let server = TestServer::start().await.unwrap();
+        seed(&server.url()).await;
+        let mut service = service(&server);
+
+        // Two failures, then the third attempt succeeds: three calls reach the server.
+        server.calls().reset();
+        server.set_faults(
+            FaultRule::new(Fault::unavailable())
+                .rpc(Rpc::Search)
+                .first(2),
+        );
+        call(&mut service)
+            .await
+            .expect("the third attempt succeeds");
+        assert_eq!(server.calls().count(Rpc::Search, COLLECTION), 3);
+
+        // Always failing: three attempts (the table's maximum), then the last error.
+        server.calls().reset();
+        server.set_faults(FaultRule::new(Fault::unavailable()).rpc(Rpc::Search));
+        let error = call(&mut service).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+        assert_eq!(server.calls().count(Rpc::Search, COLLECTION), 3);
+
+        // Not transient: one attempt.
+        server.calls().reset();
+        server.set_faults(FaultRule::new(Fault::invalid_argument()).rpc(Rpc::Search));
+        let error = call(&mut service).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidRequest, "{error}");
+        assert_eq!(server.calls().count(Rpc::Search, COLLECTION), 1);
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_failure_is_retried_only_for_idempotent_requests() {
+        let server = TestServer::start().await.unwrap();
+        seed(&server.url()).await;
+        let service = service(&server);
+
+        // A collection creation (not idempotent) applied, then its connection dropped: the
+        // caller gets the ambiguous error and the server saw it once.
+        server.set_faults(FaultRule::new(Fault::apply_then_drop()).rpc(Rpc::CreateCollection));
+        let create = CreateCollectionBuilder::new("once")
+            .vectors_config(VectorParamsBuilder::new(2, Distance::Dot));
+        let error = service.clone().oneshot(create.into()).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Connect, "{error}");
+        assert!(error.maybe_sent());
+        assert_eq!(
+            server.calls().count(Rpc::CreateCollection, "once"),
+            1,
+            "not sent twice"
+        );
+
+        // An upsert (idempotent) failing the same way is retried and lands once.
+        server.set_faults(
+            FaultRule::new(Fault::apply_then_drop())
+                .rpc(Rpc::Upsert)
+                .first(1),
+        );
+        let point = PointStruct::new(9, vec![0.0, 1.0], Payload::new());
+        let upsert = UpsertPointsBuilder::new(COLLECTION, vec![point]).wait(true);
+        service
+            .clone()
+            .oneshot(upsert.into())
+            .await
+            .expect("the retry succeeds");
+        assert_eq!(
+            server.calls().count(Rpc::Upsert, COLLECTION),
+            2 + 1,
+            "seeding upserted once"
+        );
+        server.clear_faults();
+        let got = service
+            .oneshot(GetPointsBuilder::new(COLLECTION, vec![9.into()]).into())
+            .await
+            .unwrap();
+        assert!(matches!(got, VectorResponse::Get(found) if found.result.len() == 1));
+    }
+}

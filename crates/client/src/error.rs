@@ -4,7 +4,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
-use qdrant_tower_layers::{CircuitOpen, Classify, ErrorKind};
+use qdrant_tower_layers::{CircuitOpen, Classify, DeadlineExceeded, ErrorKind};
 use tonic::{Code, Status};
 
 /// The header real Qdrant sets on `RESOURCE_EXHAUSTED` when its disk is full.
@@ -167,6 +167,14 @@ impl From<CircuitOpen> for VectorError {
             .with_retry_after(open.retry_in)
             .with_maybe_sent(false)
             .with_source(open)
+    }
+}
+
+/// A retry layer's deadline as a `VectorError`: the call ran out of time with an attempt in
+/// flight, which may have reached the server.
+impl From<DeadlineExceeded> for VectorError {
+    fn from(exceeded: DeadlineExceeded) -> Self {
+        VectorError::new(ErrorKind::Timeout, "", exceeded.to_string()).with_source(exceeded)
     }
 }
 

@@ -14,8 +14,12 @@
 
 pub mod breaker;
 mod classify;
+mod config_error;
+pub mod retry;
 
 pub use breaker::{
     Breaker, BreakerConfig, BreakerRegistry, CircuitBreaker, CircuitBreakerLayer, CircuitOpen,
 };
 pub use classify::{Classify, ErrorKind, RequestInfo};
+pub use config_error::ConfigError;
+pub use retry::{DeadlineExceeded, Retry, RetryBudget, RetryLayer, RetryPolicy};

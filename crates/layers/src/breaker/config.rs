@@ -322,7 +322,7 @@ impl BreakerConfig {
 
     /// Checks every field, naming the first bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field, problem| Err(ConfigError { field, problem });
+        let bad = |field, problem| Err(ConfigError::new("circuit breaker", field, problem));
         if let Some(n) = self.consecutive_failures
             && !(1..=MAX_COUNTER).contains(&n)
         {

@@ -89,20 +89,7 @@ impl Classify for Box<dyn Error + Send + Sync> {
     }
 }
 
-/// A breaker configuration field is out of range.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid circuit breaker configuration: `{field}` {problem}")]
-pub struct ConfigError {
-    pub(crate) field: &'static str,
-    pub(crate) problem: &'static str,
-}
-
-impl ConfigError {
-    /// The name of the offending field, as in the builder method (`half_open_trials`).
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-}
+pub use crate::ConfigError;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,189 @@
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::backoff::mix;
+use super::error::{ConfigError, DeadlineExceeded};
+use super::future::ResponseFuture;
+use super::observe::{Metrics, attempt_span};
+use super::{RetryBudget, RetryPolicy};
+use crate::{Classify, RequestInfo};
+
+/// A service that retries failed calls by a [`RetryPolicy`].
+///
+/// See the [module documentation](super) for what is retried and when.
+///
+/// # `poll_ready`
+/// Forwards to the inner service: the first attempt is sent on the service the caller made
+/// ready. Each retry runs on a clone of the inner service, taken when the call starts, and
+/// waits for that clone's `poll_ready` (bounded by the deadline, if any) before sending.
+///
+/// # Clone
+/// Clones share the policy, the [`RetryBudget`] and the seed sequence; the inner service is
+/// cloned.
+///
+/// # Cost
+/// Each call clones the request once (kept for retries) and the inner service once, deposits
+/// into the budget, and creates a `tracing` span; with a deadline it reads the clock and arms
+/// a timer. Nothing is boxed. Each retry clones the request again.
+pub struct Retry<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+/// What every clone of a retry service, and every call it starts, shares.
+pub(crate) struct Shared {
+    pub policy: RetryPolicy,
+    pub budget: Option<RetryBudget>,
+    pub metrics: Metrics,
+    seeds: AtomicU64,
+}
+
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Shared {
+    pub fn new(policy: RetryPolicy, budget: Option<RetryBudget>) -> Self {
+        let seed = policy
+            .seed()
+            .unwrap_or_else(|| RandomState::new().hash_one(0x5EED_u64));
+        Shared {
+            policy,
+            budget,
+            metrics: Metrics::register(),
+            seeds: AtomicU64::new(seed),
+        }
+    }
+
+    /// A fresh seed for one call's jitter (the SplitMix64 sequence of the layer's seed).
+    pub fn next_seed(&self) -> u64 {
+        mix(self
+            .seeds
+            .fetch_add(GAMMA, Ordering::Relaxed)
+            .wrapping_add(GAMMA))
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("policy", &self.policy)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Retry<S> {
+    /// Retries calls to `inner` by `policy`, with a budget of its own (shared by clones of
+    /// this service). Fails on the first field of `policy` out of range.
+    pub fn new(inner: S, policy: RetryPolicy) -> Result<Self, ConfigError> {
+        policy.validate()?;
+        let budget = policy
+            .budget()
+            .map(RetryBudget::from_settings)
+            .transpose()?;
+        Ok(Retry::from_shared(
+            inner,
+            Arc::new(Shared::new(policy, budget)),
+        ))
+    }
+
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
+        Retry { inner, shared }
+    }
+
+    /// The policy this service retries by.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.shared.policy
+    }
+
+    /// The budget this service and its clones share, if any.
+    pub fn budget(&self) -> Option<&RetryBudget> {
+        self.shared.budget.as_ref()
+    }
+
+    /// Get a reference to the inner service
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Get a mutable reference to the inner service
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consume `self`, returning the inner service
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// How long the call of `request` may take in all.
+    ///
+    /// The hook for a per-request deadline: today every request gets the layer's.
+    fn deadline_for<Req>(&self, _request: &Req) -> Option<Duration> {
+        self.shared.policy.deadline()
+    }
+}
+
+impl<S: Clone> Clone for Retry<S> {
+    fn clone(&self) -> Self {
+        Retry {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Retry<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .field("policy", &self.shared.policy)
+            .field("budget", &self.shared.budget)
+            .finish()
+    }
+}
+
+impl<S, Req> Service<Req> for Retry<S>
+where
+    S: Service<Req> + Clone,
+    S::Error: Classify + From<DeadlineExceeded>,
+    Req: RequestInfo + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, Req>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        if let Some(budget) = &self.shared.budget {
+            budget.deposit();
+        }
+        let deadline = self
+            .deadline_for(&request)
+            .map(|total| (Instant::now() + total, total));
+        let span = attempt_span(&request, 1, Duration::ZERO);
+        let retained = request.clone();
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        ResponseFuture::new(
+            future,
+            self.inner.clone(),
+            retained,
+            self.shared.clone(),
+            span,
+            deadline,
+        )
+    }
+}
