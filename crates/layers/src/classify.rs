@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 /// What went wrong, as far as resilience decisions are concerned.
 ///
 /// The kind alone decides whether a failure is transient (worth retrying) and whether it
@@ -206,6 +208,39 @@ pub trait RequestInfo {
 
     /// Whether sending the request twice has the same effect as sending it once.
     fn is_idempotent(&self) -> bool;
+
+    /// The instant by which the whole call must be over, if the request carries one.
+    ///
+    /// A per-request deadline: the [`DeadlineLayer`](crate::deadline::DeadlineLayer) and the
+    /// [`RetryLayer`](crate::retry::RetryLayer) bound the call by it, the
+    /// [attempt timeout](crate::timeout) shrinks each attempt to it, and a service at the
+    /// bottom of the stack can hand the time left to the backend (`QdrantService` sends it as
+    /// `grpc-timeout` and in the request's own `timeout` field). The default, for request types
+    /// that cannot carry one, is `None`.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Makes the request carry `deadline` (see [`RequestInfo::deadline`]).
+    ///
+    /// The layers of this crate only ever move a deadline earlier: they pass the earlier of the
+    /// request's own deadline and theirs. The default ignores it, for request types that cannot
+    /// carry one; the layers then still enforce their deadlines, but the service below does
+    /// not learn of them.
+    fn set_deadline(&mut self, deadline: Instant) {
+        let _ = deadline;
+    }
+}
+
+/// The earlier of the request's own deadline and `at`, now carried by the request.
+pub(crate) fn tighten_deadline<R: RequestInfo + ?Sized>(request: &mut R, at: Instant) -> Instant {
+    match request.deadline() {
+        Some(own) if own <= at => own,
+        _ => {
+            request.set_deadline(at);
+            at
+        }
+    }
 }
 
 #[cfg(test)]

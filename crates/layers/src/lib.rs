@@ -15,11 +15,17 @@
 pub mod breaker;
 mod classify;
 mod config_error;
+pub mod deadline;
+pub mod health;
 pub mod retry;
+pub mod timeout;
 
 pub use breaker::{
     Breaker, BreakerConfig, BreakerRegistry, CircuitBreaker, CircuitBreakerLayer, CircuitOpen,
 };
 pub use classify::{Classify, ErrorKind, RequestInfo};
 pub use config_error::ConfigError;
-pub use retry::{DeadlineExceeded, Retry, RetryBudget, RetryLayer, RetryPolicy};
+pub use deadline::{Deadline, DeadlineExceeded, DeadlineLayer};
+pub use health::{HealthCheck, HealthConfig, HealthGate, HealthGateLayer, HealthStatus, Unhealthy};
+pub use retry::{Retry, RetryBudget, RetryLayer, RetryPolicy};
+pub use timeout::{AttemptTimedOut, AttemptTimeout, AttemptTimeoutLayer};

@@ -60,7 +60,10 @@ impl Classify for CircuitOpen {
 /// produce) sit behind the breaker.
 ///
 /// A [`CircuitOpen`] anywhere in the error's source chain classifies as
-/// [`ErrorKind::CircuitOpen`]; a Tokio or tower timeout as [`ErrorKind::Timeout`]; anything
+/// [`ErrorKind::CircuitOpen`], an [`Unhealthy`](crate::Unhealthy) as
+/// [`ErrorKind::Unhealthy`]; an [`AttemptTimedOut`](crate::AttemptTimedOut),
+/// [`DeadlineExceeded`](crate::DeadlineExceeded), Tokio or tower timeout as
+/// [`ErrorKind::Timeout`]; anything
 /// else as [`ErrorKind::Internal`] (an unknown error counts against the breaker). Give your
 /// service a typed error implementing [`Classify`] to decide better.
 impl Classify for Box<dyn Error + Send + Sync> {
@@ -69,6 +72,12 @@ impl Classify for Box<dyn Error + Send + Sync> {
         while let Some(err) = next {
             if err.is::<CircuitOpen>() {
                 return ErrorKind::CircuitOpen;
+            }
+            if err.is::<crate::Unhealthy>() {
+                return ErrorKind::Unhealthy;
+            }
+            if err.is::<crate::AttemptTimedOut>() || err.is::<crate::DeadlineExceeded>() {
+                return ErrorKind::Timeout;
             }
             if err.is::<tokio::time::error::Elapsed>() || err.is::<tower::timeout::error::Elapsed>()
             {
@@ -85,7 +94,13 @@ impl Classify for Box<dyn Error + Send + Sync> {
     }
 
     fn maybe_sent(&self) -> bool {
-        !self.is::<CircuitOpen>()
+        if let Some(e) = self.downcast_ref::<crate::AttemptTimedOut>() {
+            return e.maybe_sent();
+        }
+        if let Some(e) = self.downcast_ref::<crate::DeadlineExceeded>() {
+            return e.maybe_sent();
+        }
+        !(self.is::<CircuitOpen>() || self.is::<crate::Unhealthy>())
     }
 }
 

@@ -12,10 +12,10 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 use tracing::Span;
 
-use super::error::DeadlineExceeded;
 use super::observe::attempt_span;
 use super::policy::{BackoffState, Decision, Stop};
 use super::service::Shared;
+use crate::deadline::DeadlineExceeded;
 use crate::{Classify, RequestInfo};
 
 pin_project! {
@@ -235,8 +235,10 @@ where
                                 call.shared.metrics.deadline_exceeded.increment(1);
                                 call.span.record("error_kind", "timeout");
                                 tracing::debug!(parent: &call.span, "deadline passed: attempt cancelled");
-                                let error =
-                                    DeadlineExceeded::new(this.deadline.total(), call.attempt);
+                                let error = DeadlineExceeded::new(
+                                    this.deadline.total(),
+                                    Some(call.attempt),
+                                );
                                 // Drop the attempt now rather than with the future.
                                 this.state.set(State::Done);
                                 return Poll::Ready(Err(error.into()));

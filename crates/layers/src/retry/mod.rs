@@ -109,7 +109,6 @@
 
 mod backoff;
 mod budget;
-mod error;
 pub mod future;
 mod layer;
 mod observe;
@@ -118,7 +117,8 @@ mod service;
 
 pub use self::backoff::{Backoff, Jitter, KindPolicy, SplitMix64};
 pub use self::budget::{BudgetSettings, RetryBudget};
-pub use self::error::{ConfigError, DeadlineExceeded};
 pub use self::layer::RetryLayer;
 pub use self::policy::{RetryPolicy, RetryPredicate};
 pub use self::service::Retry;
+pub use crate::ConfigError;
+pub use crate::deadline::DeadlineExceeded;

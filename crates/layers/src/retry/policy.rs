@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::backoff::{KindPolicy, SplitMix64};
 use super::budget::BudgetSettings;
-use super::error::ConfigError;
+use crate::ConfigError;
 use crate::{Classify, ErrorKind, RequestInfo};
 
 /// A user rule that can veto a retry the policy would make.
@@ -129,6 +129,11 @@ impl RetryPolicy {
     /// attempt still running when it passes is dropped and the call fails with
     /// [`DeadlineExceeded`](super::DeadlineExceeded). Needs a Tokio runtime with time enabled.
     /// Default: none (each attempt is bounded only by the layers below).
+    ///
+    /// A request that carries its own [deadline](crate::RequestInfo::deadline) (set by the
+    /// caller or by a [`DeadlineLayer`](crate::deadline::DeadlineLayer) above) is bounded by
+    /// it too, with or without this: the earlier of the two wins, and the request carries it
+    /// on to the layers below and the backend.
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
         self

@@ -9,10 +9,12 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::backoff::mix;
-use super::error::{ConfigError, DeadlineExceeded};
 use super::future::ResponseFuture;
 use super::observe::{Metrics, attempt_span};
 use super::{RetryBudget, RetryPolicy};
+use crate::ConfigError;
+use crate::classify::tighten_deadline;
+use crate::deadline::DeadlineExceeded;
 use crate::{Classify, RequestInfo};
 
 /// A service that retries failed calls by a [`RetryPolicy`].
@@ -122,11 +124,13 @@ impl<S> Retry<S> {
         self.inner
     }
 
-    /// How long the call of `request` may take in all.
-    ///
-    /// The hook for a per-request deadline: today every request gets the layer's.
-    fn deadline_for<Req>(&self, _request: &Req) -> Option<Duration> {
-        self.shared.policy.deadline()
+    /// When the call of `request`, started `now`, must be over: the earlier of the request's
+    /// own deadline and the policy's, which the request then carries to the layers below.
+    fn deadline_for<Req: RequestInfo>(&self, request: &mut Req, now: Instant) -> Option<Instant> {
+        match self.shared.policy.deadline() {
+            Some(total) => Some(tighten_deadline(request, now + total)),
+            None => request.deadline(),
+        }
     }
 }
 
@@ -168,9 +172,14 @@ where
         if let Some(budget) = &self.shared.budget {
             budget.deposit();
         }
-        let deadline = self
-            .deadline_for(&request)
-            .map(|total| (Instant::now() + total, total));
+        let mut request = request;
+        let deadline = if self.shared.policy.deadline().is_some() || request.deadline().is_some() {
+            let now = Instant::now();
+            self.deadline_for(&mut request, now)
+                .map(|at| (at, at.saturating_duration_since(now)))
+        } else {
+            None
+        };
         let span = attempt_span(&request, 1, Duration::ZERO);
         let retained = request.clone();
         let future = {
