@@ -19,6 +19,7 @@ pub mod deadline;
 pub mod health;
 pub mod retry;
 pub mod timeout;
+mod timer;
 
 pub use breaker::{
     Breaker, BreakerConfig, BreakerRegistry, CircuitBreaker, CircuitBreakerLayer, CircuitOpen,

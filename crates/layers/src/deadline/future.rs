@@ -7,7 +7,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
+
+use crate::timer::Timer;
 
 use super::DeadlineExceeded;
 
@@ -28,7 +30,7 @@ pin_project! {
             #[pin]
             future: F,
             #[pin]
-            sleep: Sleep,
+            timer: Timer,
         },
         // The deadline had passed before the call started: nothing was sent.
         Expired,
@@ -41,7 +43,7 @@ impl<F> ResponseFuture<F> {
         ResponseFuture {
             state: State::Running {
                 future,
-                sleep: tokio::time::sleep_until(at),
+                timer: Timer::Unarmed { at },
             },
             total,
         }
@@ -65,11 +67,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         match this.state.as_mut().project() {
-            StateProj::Running { future, sleep } => {
+            StateProj::Running { future, timer } => {
                 if let Poll::Ready(output) = future.poll(cx) {
                     return Poll::Ready(output);
                 }
-                if sleep.poll(cx).is_pending() {
+                if timer.poll_expired(cx).is_pending() {
                     return Poll::Pending;
                 }
                 tracing::debug!(deadline = ?this.total, "deadline passed: call cancelled");

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
+
+use crate::timer::Timer;
 use tower_service::Service;
 use tracing::Span;
 
@@ -57,37 +59,37 @@ pin_project! {
 }
 
 pin_project! {
-    #[project = TimerProj]
+    #[project = DeadlineProj]
     enum DeadlineTimer {
-        Armed {
+        Set {
             #[pin]
-            sleep: Sleep,
+            timer: Timer,
             total: Duration,
         },
-        Unarmed,
+        Unset,
     }
 }
 
 impl DeadlineTimer {
     fn at(&self) -> Option<Instant> {
         match self {
-            DeadlineTimer::Armed { sleep, .. } => Some(sleep.deadline()),
-            DeadlineTimer::Unarmed => None,
+            DeadlineTimer::Set { timer, .. } => Some(timer.at()),
+            DeadlineTimer::Unset => None,
         }
     }
 
     /// Whether the deadline has passed; when not, the task is woken when it does.
     fn poll_passed(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
         match self.project() {
-            TimerProj::Armed { sleep, .. } => sleep.poll(cx).is_ready(),
-            TimerProj::Unarmed => false,
+            DeadlineProj::Set { timer, .. } => timer.poll_expired(cx).is_ready(),
+            DeadlineProj::Unset => false,
         }
     }
 
     fn total(&self) -> Duration {
         match self {
-            DeadlineTimer::Armed { total, .. } => *total,
-            DeadlineTimer::Unarmed => Duration::MAX,
+            DeadlineTimer::Set { total, .. } => *total,
+            DeadlineTimer::Unset => Duration::MAX,
         }
     }
 }
@@ -116,11 +118,11 @@ where
         deadline: Option<(Instant, Duration)>,
     ) -> Self {
         let deadline = match deadline {
-            Some((at, total)) => DeadlineTimer::Armed {
-                sleep: tokio::time::sleep_until(at),
+            Some((at, total)) => DeadlineTimer::Set {
+                timer: Timer::Unarmed { at },
                 total,
             },
-            None => DeadlineTimer::Unarmed,
+            None => DeadlineTimer::Unset,
         };
         ResponseFuture {
             state: State::Called { future },

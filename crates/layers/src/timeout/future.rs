@@ -6,7 +6,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
+
+use crate::timer::Timer;
 
 use super::AttemptTimedOut;
 
@@ -27,7 +29,7 @@ pin_project! {
             #[pin]
             future: F,
             #[pin]
-            sleep: Sleep,
+            timer: Timer,
         },
         // The deadline had passed before the attempt started: nothing was sent.
         Expired,
@@ -40,7 +42,7 @@ impl<F> ResponseFuture<F> {
         ResponseFuture {
             state: State::Running {
                 future,
-                sleep: tokio::time::sleep_until(at),
+                timer: Timer::Unarmed { at },
             },
             timed_out,
         }
@@ -64,11 +66,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         match this.state.as_mut().project() {
-            StateProj::Running { future, sleep } => {
+            StateProj::Running { future, timer } => {
                 if let Poll::Ready(output) = future.poll(cx) {
                     return Poll::Ready(output);
                 }
-                if sleep.poll(cx).is_pending() {
+                if timer.poll_expired(cx).is_pending() {
                     return Poll::Pending;
                 }
                 tracing::debug!(limit = ?this.timed_out.limit, by_deadline = this.timed_out.by_deadline, "attempt timed out: cancelled");
