@@ -1,12 +1,15 @@
-//! Chaos demo: a steady search-and-upsert workload through a circuit breaker over
-//! `QdrantService` while the backend goes through a scripted ~17 s of trouble, printed live,
-//! second by second: outcomes by `ErrorKind` as the caller sees them, the calls that actually
-//! reached the backend, the breaker's state and its transitions as they happen.
+//! Chaos demo: a steady search-and-upsert workload through the whole recommended stack —
+//! deadline → retry → health gate → circuit breaker → attempt timeout → `QdrantService` —
+//! while the backend goes through a scripted ~17 s of trouble, printed live, second by second:
+//! outcomes by `ErrorKind` as the caller sees them, the retries the retry layer made and the
+//! ones its budget refused, the calls that actually reached the backend, the health check's
+//! status and the breaker's state, with their transitions as they happen. A summary by step
+//! follows, with the retries by the kind of failure they answered.
 //!
 //! Everything runs in-process on loopback: the testkit's embedded Qdrant-compatible server
 //! (with fault injection), a `ChaosProxy` in front of it for the network faults, and the
-//! client pointed at the proxy. There is no retry layer: the breaker alone shows how much load
-//! it keeps off a sick backend (`circuit_open` calls never reach it), and what it lets through.
+//! client pointed at the proxy. The health check probes Qdrant's health-check RPC through the
+//! same proxy, and moves the breaker to half-open as soon as it sees a recovery.
 //!
 //! ```text
 //! cargo run --example chaos_demo
@@ -18,6 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use qdrant_tower::layers::breaker::{Breaker, BreakerConfig, BreakerState};
+use qdrant_tower::layers::health::{HealthCheck, HealthConfig, HealthGateLayer, HealthStatus};
+use qdrant_tower::layers::retry::{KindPolicy, RetryBudget, RetryLayer, RetryPolicy};
+use qdrant_tower::layers::{AttemptTimeoutLayer, DeadlineLayer};
 use qdrant_tower::qdrant::{
     CreateCollectionBuilder, Distance, GetPointsBuilder, PointId, PointStruct, SearchPointsBuilder,
     UpsertPointsBuilder, VectorParamsBuilder,
@@ -37,10 +43,14 @@ const WORKERS: u64 = 4;
 const PACE: Duration = Duration::from_millis(20);
 /// Every 5th call of a worker is an upsert of a fresh point, the others are searches.
 const UPSERT_EVERY: u64 = 5;
-const REQUEST_TIMEOUT: Duration = Duration::from_millis(300);
+/// The whole call, retries included.
+const DEADLINE: Duration = Duration::from_secs(1);
+/// One attempt.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(300);
 /// The columns of the live table, in order; any other kind is counted under "other".
-const COLUMNS: [&str; 8] = [
+const COLUMNS: [&str; 9] = [
     "ok",
+    "unhealthy",
     "circuit_open",
     "unavailable",
     "rate_limited",
@@ -49,6 +59,35 @@ const COLUMNS: [&str; 8] = [
     "internal",
     "other",
 ];
+
+tokio::task_local! {
+    /// The attempts of the call the current task is making, as the layer under the retry
+    /// layer sees them.
+    static ATTEMPTS: Arc<Mutex<Attempts>>;
+}
+
+/// One call's attempts: how many started, and the kinds of those that failed, in order.
+#[derive(Default)]
+struct Attempts {
+    started: u32,
+    failures: Vec<ErrorKind>,
+}
+
+/// Under the retry layer: counts each attempt as it starts.
+fn count_attempt(request: VectorRequest) -> VectorRequest {
+    let _ = ATTEMPTS.try_with(|attempts| attempts.lock().unwrap().started += 1);
+    request
+}
+
+/// Under the retry layer: notes the kind of each failed attempt.
+fn record_attempt(
+    result: Result<VectorResponse, VectorError>,
+) -> Result<VectorResponse, VectorError> {
+    if let Err(error) = &result {
+        let _ = ATTEMPTS.try_with(|attempts| attempts.lock().unwrap().failures.push(error.kind()));
+    }
+    result
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -66,16 +105,62 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .with_minimum_calls(10)
             .with_open_wait(Duration::from_secs(1)),
     )?;
-    let client = ServiceBuilder::new().layer(breaker.layer()).service(
-        QdrantService::builder()
-            .endpoint(proxy.url())
-            .request_timeout(Some(REQUEST_TIMEOUT))
-            .connect_timeout(Duration::from_millis(300))
-            .build()?,
-    );
+    let backend = QdrantService::builder()
+        .endpoint(proxy.url())
+        .request_timeout(Some(ATTEMPT_TIMEOUT))
+        .connect_timeout(Duration::from_millis(300))
+        .build()?;
+    // Probes Qdrant's health-check RPC through the proxy every 200 ms: 3 failures in a row →
+    // unhealthy (calls rejected at once), 1 success → healthy (and the breaker half-open).
+    let health = HealthCheck::for_service(
+        HealthConfig::testing()
+            .with_name("qdrant")
+            .with_interval(Duration::from_millis(200))
+            .with_probe_timeout(Duration::from_millis(200)),
+        backend.clone(),
+        VectorRequest::health_check(),
+    )?;
+    health.link_breaker(breaker.clone());
+    // The default table at demo scale: the same kinds and attempts, shorter delays.
+    let ms = Duration::from_millis;
+    let retry = RetryLayer::new(
+        RetryPolicy::default()
+            .with_kind(
+                ErrorKind::Connect,
+                KindPolicy::exponential(3, ms(20), ms(200)),
+            )
+            .with_kind(
+                ErrorKind::RateLimited,
+                KindPolicy::exponential(5, ms(50), ms(500)),
+            )
+            .with_kind(
+                ErrorKind::Unavailable,
+                KindPolicy::exponential(3, ms(50), ms(500)),
+            )
+            .with_kind(ErrorKind::Timeout, KindPolicy::linear(2, ms(50), ms(100)))
+            .with_kind(
+                ErrorKind::Internal,
+                KindPolicy::exponential(3, ms(20), ms(200)),
+            ),
+    )?;
+    let budget = retry
+        .budget()
+        .expect("the default policy has a budget")
+        .clone();
+    let client = ServiceBuilder::new()
+        .layer(DeadlineLayer::new(DEADLINE))
+        .layer(retry)
+        .map_result(record_attempt)
+        .map_request(count_attempt)
+        .layer(HealthGateLayer::new(health.clone()))
+        .layer(breaker.layer())
+        .layer(AttemptTimeoutLayer::new(ATTEMPT_TIMEOUT))
+        .service(backend);
     println!(
-        "server {}, proxy {}, {WORKERS} callers x {} calls/s, request timeout {REQUEST_TIMEOUT:?}, \
-         breaker: 5 failures in a row or 50% of 20 calls, open 1 s\n",
+        "server {}, proxy {}, {WORKERS} callers x {} calls/s; deadline {DEADLINE:?}, attempt \
+         timeout {ATTEMPT_TIMEOUT:?};\nretry: the default kinds and attempts at demo-scale delays, \
+         budget 20% + 10/s; health: probe every 200 ms, 3 failures -> unhealthy;\nbreaker: 5 \
+         failures in a row or 50% of 20 calls, open 1 s\n",
         server.addr(),
         proxy.addr(),
         1000 / PACE.as_millis()
@@ -133,6 +218,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         server.calls(),
     ));
     let watcher = tokio::spawn(watch_breaker(breaker.clone(), Arc::clone(&stats)));
+    let health_watcher = tokio::spawn(watch_health(health.clone(), Arc::clone(&stats)));
+    let sampler = tokio::spawn(sample_budget(budget.clone(), Arc::clone(&stats)));
     let stop = Arc::new(AtomicBool::new(false));
     let next_id = Arc::new(AtomicU64::new(1_000));
     let mut workers = Vec::new();
@@ -147,7 +234,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let printer = tokio::spawn(print_live(Arc::clone(&stats)));
 
-    println!("{}{:>9}  breaker", header("  t  step"), "backend");
+    println!(
+        "{}{:>9}{:>9}{:>9}  health     breaker",
+        header("  t  step"),
+        "retries",
+        "refused",
+        "backend"
+    );
     tokio::time::sleep_until(start).await;
     scenario
         .run_with(|step| stats.set_step(step.index(), step.name()))
@@ -158,6 +251,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     printer.abort();
     watcher.abort();
+    health_watcher.abort();
+    sampler.abort();
+    stats.sample_refusals(budget.refusals());
     stats.print_rows_from(stats.printed.load(Ordering::Acquire));
 
     summary(&stats, &scenario);
@@ -166,8 +262,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let traffic = proxy.stats();
     let figures = breaker.snapshot();
     println!(
-        "\nthe breaker let {} calls through and rejected {} without sending them ({} transitions); \
-         the server saw {} calls ({} of them faulted); the proxy accepted {} connections and reset {}",
+        "\nthe retry layer made {} retries and its budget refused {}; the health check ran {} \
+         probes; the breaker let {} calls through and rejected {} without sending them ({} \
+         transitions); the server saw {} calls ({} of them faulted); the proxy accepted {} \
+         connections and reset {}",
+        stats
+            .inner
+            .lock()
+            .unwrap()
+            .retries_by_second
+            .values()
+            .sum::<u64>(),
+        budget.refusals(),
+        health.snapshot().probes,
         figures.calls,
         figures.rejections,
         figures.transitions,
@@ -241,7 +348,20 @@ async fn work<S>(
         // Booked under the second and the step in which the call started: the fault it met was
         // chosen when it arrived.
         let started = stats.now();
-        let result = client.clone().oneshot(request).await;
+        let attempts = Arc::new(Mutex::new(Attempts::default()));
+        let result = ATTEMPTS
+            .scope(attempts.clone(), client.clone().oneshot(request))
+            .await;
+        // Each failed attempt was retried, but the last one of a call that failed with it
+        // (a call cut by its deadline failed with the attempt in flight instead).
+        let Attempts {
+            started: n,
+            mut failures,
+        } = std::mem::take(&mut *attempts.lock().unwrap());
+        if result.is_err() && failures.len() == n as usize {
+            failures.pop();
+        }
+        stats.retried(&started, &failures);
         if let (Some(id), Err(error)) = (upsert_id, &result)
             && error.maybe_sent()
         {
@@ -272,6 +392,14 @@ struct Inner {
     ambiguous_writes: Vec<u64>,
     /// Second → the breaker's transitions during it, and the state it ended in.
     transitions: BTreeMap<u64, (Vec<String>, BreakerState)>,
+    /// Second → the health check's status changes during it, and the status it ended in.
+    health: BTreeMap<u64, (Vec<String>, HealthStatus)>,
+    /// Second (the call's start) → retries made.
+    retries_by_second: BTreeMap<u64, u64>,
+    /// Step → kind of the failure retried → retries.
+    retries_by_step: BTreeMap<usize, BTreeMap<&'static str, u64>>,
+    /// Second → the budget's refusals so far, sampled at its end.
+    refusals_at: BTreeMap<u64, u64>,
 }
 
 impl Stats {
@@ -312,6 +440,48 @@ impl Stats {
             .or_default()
             .entry(column)
             .or_default() += 1;
+    }
+
+    fn retried(&self, started: &Started, failures: &[ErrorKind]) {
+        let mut inner = self.inner.lock().unwrap();
+        *inner.retries_by_second.entry(started.0).or_default() += failures.len() as u64;
+        let by_kind = inner.retries_by_step.entry(started.1).or_default();
+        for kind in failures {
+            *by_kind.entry(kind.as_str()).or_default() += 1;
+        }
+    }
+
+    fn health_change(&self, line: String, to: HealthStatus) {
+        let second = self.start.elapsed().as_secs();
+        let mut inner = self.inner.lock().unwrap();
+        let entry = inner
+            .health
+            .entry(second)
+            .or_insert_with(|| (Vec::new(), to));
+        entry.0.push(line);
+        entry.1 = to;
+    }
+
+    /// Notes the budget's refusals so far, as of the end of the current second.
+    fn sample_refusals(&self, refusals: u64) {
+        let second = self.start.elapsed().as_secs();
+        self.inner
+            .lock()
+            .unwrap()
+            .refusals_at
+            .insert(second, refusals);
+    }
+
+    /// Refusals during `second`.
+    fn refused_in(inner: &Inner, second: u64) -> u64 {
+        let upto = |s: u64| {
+            inner
+                .refusals_at
+                .range(..=s)
+                .next_back()
+                .map_or(0, |(_, n)| *n)
+        };
+        upto(second) - if second == 0 { 0 } else { upto(second - 1) }
     }
 
     fn transition(&self, line: String, to: BreakerState) {
@@ -359,19 +529,32 @@ impl Stats {
             .range(..=second)
             .next_back()
             .map_or(BreakerState::Closed, |(_, (_, state))| *state);
+        let health = inner
+            .health
+            .range(..=second)
+            .next_back()
+            .map_or(HealthStatus::Healthy, |(_, (_, status))| *status);
+        let retries = inner.retries_by_second.get(&second).copied().unwrap_or(0);
+        let refused = Stats::refused_in(&inner, second);
         let rows = inner
             .seconds
             .range((second, 0, String::new())..(second + 1, 0, String::new()));
         for ((_, _, name), counts) in rows {
             let first = format!("{:>3}s  {name}", second + 1);
-            println!("{}{backend:>9}  {}", row(&first, counts), state_name(state));
+            println!(
+                "{}{retries:>9}{refused:>9}{backend:>9}  {:<10} {}",
+                row(&first, counts),
+                health.as_str(),
+                state_name(state)
+            );
         }
-        for line in inner
+        let health_lines = inner.health.get(&second).into_iter().flat_map(|t| &t.0);
+        let breaker_lines = inner
             .transitions
             .get(&second)
             .into_iter()
-            .flat_map(|t| &t.0)
-        {
+            .flat_map(|t| &t.0);
+        for line in health_lines.chain(breaker_lines) {
             println!("       {line}");
         }
     }
@@ -393,9 +576,9 @@ impl Stats {
 }
 
 /// Prints each second's outcomes once per second, as soon as every call started in it has
-/// ended (they all end within the request timeout), until aborted.
+/// ended (they all end within the deadline), until aborted.
 async fn print_live(stats: Arc<Stats>) {
-    let settle = REQUEST_TIMEOUT + Duration::from_millis(100);
+    let settle = DEADLINE + Duration::from_millis(100);
     let mut tick = tokio::time::interval_at(
         stats.start + Duration::from_secs(1) + settle,
         Duration::from_secs(1),
@@ -419,6 +602,31 @@ async fn watch_breaker(breaker: Breaker, stats: Arc<Stats>) {
             change.reason
         );
         stats.transition(line, change.to);
+    }
+}
+
+/// Prints each status change of the health check under the second it happened in.
+async fn watch_health(health: HealthCheck, stats: Arc<Stats>) {
+    let mut status = health.subscribe();
+    while status.changed().await.is_ok() {
+        let to = *status.borrow_and_update();
+        let line = match health.snapshot().last_error {
+            Some(error) if !to.is_healthy() => format!("health: {to} ({error})"),
+            _ => format!("health: {to}"),
+        };
+        stats.health_change(line, to);
+    }
+}
+
+/// Samples the retry budget's refusals at the end of every second.
+async fn sample_budget(budget: RetryBudget, stats: Arc<Stats>) {
+    let mut tick = tokio::time::interval_at(
+        stats.start + Duration::from_millis(999),
+        Duration::from_secs(1),
+    );
+    loop {
+        tick.tick().await;
+        stats.sample_refusals(budget.refusals());
     }
 }
 
@@ -473,6 +681,23 @@ fn summary(stats: &Stats, scenario: &Scenario) {
         row("all", &total),
         100.0 * ok as f64 / calls.max(1) as f64
     );
+
+    println!("\nretries by step and by the kind of failure they answered:\n");
+    let inner = stats.inner.lock().unwrap();
+    for (index, step) in scenario.steps().iter().enumerate() {
+        let by_kind = inner.retries_by_step.get(&index);
+        let listed: Vec<String> = by_kind
+            .into_iter()
+            .flatten()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
+        let listed = if listed.is_empty() {
+            "none".to_owned()
+        } else {
+            listed.join(", ")
+        };
+        println!("  {:<14}{listed}", step.name());
+    }
 }
 
 /// Of the upserts that failed but may have been sent, how many were in fact applied.

@@ -278,3 +278,262 @@ mod retry {
         assert!(matches!(got, VectorResponse::Get(found) if found.result.len() == 1));
     }
 }
+
+/// Deadlines, server pushback, the retry budget and the health gate, over the wire.
+mod deadlines_budget_health {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    use qdrant_tower::Classify;
+    use qdrant_tower::layers::health::{HealthCheck, HealthConfig, HealthGateLayer, HealthStatus};
+    use qdrant_tower::layers::retry::{Jitter, KindPolicy, RetryLayer, RetryPolicy};
+    use qdrant_tower::layers::{AttemptTimeoutLayer, DeadlineLayer};
+    use tower::Layer;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// `grpc-timeout` as the server received it (`<digits><unit>`), as a duration.
+    fn grpc_timeout(value: &str) -> Duration {
+        let (digits, unit) = value.split_at(value.len() - 1);
+        let n: u64 = digits.parse().expect("grpc-timeout digits");
+        match unit {
+            "H" => Duration::from_secs(n * 3600),
+            "M" => Duration::from_secs(n * 60),
+            "S" => Duration::from_secs(n),
+            "m" => Duration::from_millis(n),
+            "u" => Duration::from_micros(n),
+            "n" => Duration::from_nanos(n),
+            other => panic!("unknown grpc-timeout unit {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rate_limited_call_is_never_retried_sooner_than_retry_after() {
+        let server = TestServer::start().await.unwrap();
+        seed(&server.url()).await;
+        server.calls().reset();
+        // Qdrant's rate limiter asks for 1 s (whole seconds); the policy alone would wait 10 ms.
+        server.set_faults(
+            FaultRule::new(Fault::rate_limited(Duration::from_secs(1)))
+                .rpc(Rpc::Search)
+                .first(1),
+        );
+        let policy = RetryPolicy::default().with_kind(
+            ErrorKind::RateLimited,
+            KindPolicy::constant(5, ms(10)).with_jitter(Jitter::None),
+        );
+        let mut service = ServiceBuilder::new()
+            .layer(RetryLayer::new(policy).unwrap())
+            .service(QdrantService::from_url(server.url()).unwrap());
+        call(&mut service).await.expect("the retry succeeds");
+        let times = server.calls().times(Rpc::Search, COLLECTION);
+        assert_eq!(times.len(), 2);
+        let gap = times[1] - times[0];
+        assert!(gap >= Duration::from_secs(1), "retried after {gap:?}");
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_beyond_the_deadline_ends_the_call_at_once_with_the_servers_error() {
+        let server = TestServer::start().await.unwrap();
+        seed(&server.url()).await;
+        server.calls().reset();
+        server.set_faults(
+            FaultRule::new(Fault::rate_limited(Duration::from_secs(3))).rpc(Rpc::Search),
+        );
+        let mut service = ServiceBuilder::new()
+            .layer(DeadlineLayer::new(Duration::from_secs(1)))
+            .layer(RetryLayer::new(RetryPolicy::default()).unwrap())
+            .service(QdrantService::from_url(server.url()).unwrap());
+        let start = Instant::now();
+        let error = call(&mut service).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::RateLimited, "{error}");
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(server.calls().count(Rpc::Search, COLLECTION), 1);
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn no_call_outlives_its_deadline_and_each_attempt_tells_the_server_its_time() {
+        let server = TestServer::start().await.unwrap();
+        seed(&server.url()).await;
+        server.calls().reset();
+        // The server never answers a search; record the grpc-timeout each attempt carried.
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let seen = received.clone();
+        server.set_faults(
+            FaultRule::new(Fault::hang())
+                .rpc(Rpc::Search)
+                .when(move |call| {
+                    if let Some(value) = call.metadata().get("grpc-timeout") {
+                        let value = value.to_str().unwrap_or_default().to_owned();
+                        seen.lock().unwrap().push(grpc_timeout(&value));
+                    }
+                    true
+                }),
+        );
+        let policy = RetryPolicy::default().with_kind(
+            ErrorKind::Timeout,
+            KindPolicy::constant(5, ms(20)).with_jitter(Jitter::None),
+        );
+        let deadline = ms(400);
+        let mut service = ServiceBuilder::new()
+            .layer(DeadlineLayer::new(deadline))
+            .layer(RetryLayer::new(policy).unwrap())
+            .layer(AttemptTimeoutLayer::new(ms(150)))
+            .service(QdrantService::from_url(server.url()).unwrap());
+        let start = Instant::now();
+        let error = call(&mut service).await.unwrap_err();
+        let took = start.elapsed();
+        assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+        // Scheduling slack only: the layers cut every attempt, the server never answers.
+        assert!(took < deadline + ms(150), "the call took {took:?}");
+        let received = received.lock().unwrap().clone();
+        // Attempts at ~0, ~170 and ~340 ms: 150, 150, then the ~60 ms left.
+        assert!(received.len() >= 2, "{received:?}");
+        assert!(received.iter().all(|t| *t <= ms(150)), "{received:?}");
+        assert!(
+            received.last().unwrap() < &ms(150),
+            "the last attempt had less: {received:?}"
+        );
+        assert_eq!(
+            server.calls().count(Rpc::Search, COLLECTION),
+            received.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deadline_carried_by_the_request_bounds_the_call_without_a_deadline_layer() {
+        let server = TestServer::start().await.unwrap();
+        seed(&server.url()).await;
+        server.set_faults(FaultRule::new(Fault::hang()).rpc(Rpc::Search));
+        let service = ServiceBuilder::new()
+            .layer(RetryLayer::new(RetryPolicy::default()).unwrap())
+            .service(QdrantService::from_url(server.url()).unwrap());
+        let start = Instant::now();
+        let error = service
+            .oneshot(search().with_timeout(ms(300)))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+        assert!(start.elapsed() < ms(300) + ms(150), "{:?}", start.elapsed());
+    }
+
+    #[tokio::test]
+    async fn under_total_failure_the_budget_holds_attempts_to_a_fifth_more_than_requests_plus_the_floor()
+     {
+        let server = TestServer::start().await.unwrap();
+        seed(&server.url()).await;
+        server.calls().reset();
+        server.set_faults(FaultRule::new(Fault::unavailable()).rpc(Rpc::Search));
+        // The default budget (20 %, a floor of 10 retries/s over a 10 s window); three
+        // attempts per request, 1 ms apart, so the test is fast.
+        let policy = RetryPolicy::default().with_kind(
+            ErrorKind::Unavailable,
+            KindPolicy::constant(3, ms(1)).with_jitter(Jitter::None),
+        );
+        let layer = RetryLayer::new(policy).unwrap();
+        let budget = layer.budget().expect("a budget by default").clone();
+        let mut service = ServiceBuilder::new()
+            .layer(layer)
+            .service(QdrantService::from_url(server.url()).unwrap());
+        let requests = 200;
+        for _ in 0..requests {
+            let error = call(&mut service).await.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+        }
+        let attempts = server.calls().count(Rpc::Search, COLLECTION);
+        let floor = 10 * 10;
+        let bound = requests * 12 / 10 + floor;
+        assert!(
+            attempts <= bound,
+            "{attempts} attempts for {requests} requests (bound {bound})"
+        );
+        assert!(attempts > requests, "some retries were made: {attempts}");
+        assert!(budget.refusals() > 0, "the budget refused retries");
+        assert!(
+            attempts < requests * 3,
+            "without a budget: {}",
+            requests * 3
+        );
+    }
+
+    #[tokio::test]
+    async fn the_health_gate_rejects_while_qdrant_is_unreachable_and_recovery_reopens_the_breaker()
+    {
+        let server = TestServer::start().await.unwrap();
+        seed(&server.url()).await;
+        let proxy = ChaosProxy::start(server.addr()).await.unwrap();
+        let backend = QdrantService::builder()
+            .endpoint(proxy.url())
+            .connect_timeout(ms(200))
+            .build()
+            .unwrap();
+        let config = HealthConfig::testing()
+            .with_name("qdrant")
+            .with_interval(ms(50))
+            .with_probe_timeout(ms(200))
+            .with_unhealthy_after(2)
+            .with_healthy_after(1);
+        let check =
+            HealthCheck::for_service(config, backend.clone(), VectorRequest::health_check())
+                .unwrap();
+        let breaker = Breaker::new(
+            "qdrant",
+            BreakerConfig::default()
+                .with_consecutive_failures(3)
+                .with_open_wait(Duration::from_secs(60))
+                .with_half_open_successes(1),
+        )
+        .unwrap();
+        check.link_breaker(breaker.clone());
+        let mut service = ServiceBuilder::new()
+            .layer(HealthGateLayer::new(check.clone()))
+            .layer(breaker.layer())
+            .service(backend);
+        call(&mut service).await.expect("healthy at first");
+
+        proxy.refuse(true).await.unwrap();
+        let mut status = check.subscribe();
+        tokio::time::timeout(Duration::from_secs(5), status.wait_for(|s| !s.is_healthy()))
+            .await
+            .expect("the prober sees the outage")
+            .unwrap();
+        let error = call(&mut service).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unhealthy, "{error}");
+        assert!(!error.maybe_sent());
+        assert!(error.to_string().contains("`qdrant`"), "{error}");
+
+        // Calls that reach the breaker by another path (a stack without the gate, sharing the
+        // breaker) find Qdrant unreachable and open it.
+        let mut ungated = breaker
+            .layer()
+            .layer(QdrantService::from_url(proxy.url()).unwrap());
+        for _ in 0..3 {
+            let error = call(&mut ungated).await.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Connect, "{error}");
+        }
+        assert_eq!(breaker.state(), BreakerState::Open);
+
+        proxy.refuse(false).await.unwrap();
+        assert!(
+            check.wait_healthy(Duration::from_secs(5)).await,
+            "{:?}",
+            check.snapshot()
+        );
+        assert_eq!(check.status(), HealthStatus::Healthy);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::HalfOpen,
+            "the recovery moved the breaker on at once, not 60 s later"
+        );
+        call(&mut service).await.expect("the trial call succeeds");
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+}
