@@ -86,10 +86,13 @@ from!(DeadlineExceeded => Deadline, AttemptTimedOut => Attempt, Unhealthy => Unh
 
 /// What a backend saw of each call: when it started and the deadline the request carried.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(Instant, Option<Instant>)>>>);
+struct Seen(Arc<Mutex<Calls>>);
+
+/// When each call started, and the deadline its request carried.
+type Calls = Vec<(Instant, Option<Instant>)>;
 
 impl Seen {
-    fn all(&self) -> Vec<(Instant, Option<Instant>)> {
+    fn all(&self) -> Calls {
         self.0.lock().unwrap().clone()
     }
     fn count(&self) -> usize {
@@ -622,5 +625,92 @@ mod whole_stack {
         let err = call(&mut svc, search()).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unhealthy);
         assert_eq!(seen.count(), 3);
+    }
+}
+
+// ===== the policy under tower's own Retry =====
+
+mod tower_retry {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn tower_retry_with_our_policy_makes_the_same_decisions() {
+        let policy = RetryPolicy::default().without_budget().with_kind(
+            ErrorKind::Unavailable,
+            KindPolicy::constant(3, MS(100)).with_jitter(Jitter::None),
+        );
+        let layer = RetryLayer::new(policy).unwrap();
+        let seen = Seen::default();
+        let mut svc = tower::retry::Retry::new(
+            layer.tower_policy(),
+            backend(
+                &seen,
+                MS(10),
+                &[
+                    Err(ErrorKind::Unavailable),
+                    Err(ErrorKind::Unavailable),
+                    Ok(()),
+                ],
+            ),
+        );
+        let start = Instant::now();
+        assert_eq!(call(&mut svc, search()).await, Ok("hits"));
+        assert_eq!((seen.count(), start.elapsed()), (3, MS(230)));
+
+        // Not transient: one attempt.
+        let seen = Seen::default();
+        let mut svc = tower::retry::Retry::new(
+            layer.tower_policy(),
+            backend(&seen, MS(10), &[Err(ErrorKind::InvalidRequest)]),
+        );
+        assert_eq!(
+            call(&mut svc, search()).await,
+            Err(E::Backend(ErrorKind::InvalidRequest))
+        );
+        assert_eq!(seen.count(), 1);
+
+        // A retry that would start past the request's deadline is not made.
+        let seen = Seen::default();
+        let mut svc = tower::retry::Retry::new(
+            layer.tower_policy(),
+            backend(&seen, MS(10), &[Err(ErrorKind::Unavailable)]),
+        );
+        let req = Req {
+            deadline: Some(Instant::now() + MS(150)),
+            ..search()
+        };
+        assert_eq!(
+            call(&mut svc, req).await,
+            Err(E::Backend(ErrorKind::Unavailable))
+        );
+        assert_eq!(seen.count(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tower_retry_with_our_policy_draws_on_the_budget() {
+        // No deposits beyond the first call: the floor (1 retry/s over 1 s) allows one retry.
+        let policy = RetryPolicy::default()
+            .with_budget(qdrant_tower_layers::retry::BudgetSettings {
+                ttl: S(1),
+                min_per_sec: 1,
+                retry_percent: 0.0,
+            })
+            .with_kind(
+                ErrorKind::Unavailable,
+                KindPolicy::constant(5, MS(1)).with_jitter(Jitter::None),
+            );
+        let layer = RetryLayer::new(policy).unwrap();
+        let seen = Seen::default();
+        let mut svc = tower::retry::Retry::new(
+            layer.tower_policy(),
+            backend(&seen, MS(1), &[Err(ErrorKind::Unavailable)]),
+        );
+        assert!(call(&mut svc, search()).await.is_err());
+        assert_eq!(
+            seen.count(),
+            2,
+            "one retry from the floor, then the budget refuses"
+        );
+        assert_eq!(layer.budget().unwrap().refusals(), 1);
     }
 }

@@ -43,6 +43,12 @@ impl RetryLayer {
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.shared.budget.as_ref()
     }
+
+    /// The same policy, budget and seed as a [`tower::retry::Policy`], for
+    /// `tower::retry::Retry`; see [`TowerPolicy`](super::TowerPolicy) for what it cannot do.
+    pub fn tower_policy(&self) -> super::TowerPolicy {
+        super::TowerPolicy::new(self.shared.clone())
+    }
 }
 
 impl<S> Layer<S> for RetryLayer {

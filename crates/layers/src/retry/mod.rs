@@ -34,6 +34,9 @@
 //! each attempt in a `tracing` span. Per-call state (attempt count, jitter, previous delay)
 //! would also have to ride in a per-call clone of the policy.
 //!
+//! Where a `tower::retry::Policy` is required, [`RetryLayer::tower_policy`] gives this layer's
+//! policy, budget and seed as one ([`TowerPolicy`]), with every decision above but those.
+//!
 //! # The error contract
 //! The service keeps its inner service's error type `E`, which must implement
 //! [`Classify`](crate::Classify) and `From<DeadlineExceeded>` (a `tower::BoxError` does). The
@@ -114,11 +117,13 @@ mod layer;
 mod observe;
 mod policy;
 mod service;
+mod tower_policy;
 
 pub use self::backoff::{Backoff, Jitter, KindPolicy, SplitMix64};
 pub use self::budget::{BudgetSettings, RetryBudget};
 pub use self::layer::RetryLayer;
 pub use self::policy::{RetryPolicy, RetryPredicate};
 pub use self::service::Retry;
+pub use self::tower_policy::TowerPolicy;
 pub use crate::ConfigError;
 pub use crate::deadline::DeadlineExceeded;
