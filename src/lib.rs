@@ -5,7 +5,8 @@
 //! [`QdrantService`], a `Service<VectorRequest>` that speaks gRPC to Qdrant through
 //! qdrant-client's generated tonic clients. This facade re-exports the pieces:
 //!
-//! - [`client`]: [`VectorRequest`], [`VectorResponse`], [`VectorError`] and [`QdrantService`];
+//! - [`client`]: [`VectorRequest`] ([`VectorOp`] and a deadline), [`VectorResponse`],
+//!   [`VectorError`] and [`QdrantService`];
 //! - [`layers`]: the error taxonomy ([`ErrorKind`], [`Classify`]) and the resilience layers,
 //!   generic over any tower service.
 //!
@@ -36,7 +37,8 @@ pub use qdrant_tower_layers as layers;
 
 pub use qdrant_tower_client::{
     ChunkOptions, ChunkedUpsert, InvalidRequest, Limits, Payload, QdrantService,
-    QdrantServiceBuilder, VectorError, VectorRequest, VectorResponse, qdrant, upsert_chunked,
+    QdrantServiceBuilder, VectorError, VectorOp, VectorRequest, VectorResponse, qdrant,
+    upsert_chunked,
 };
 pub use qdrant_tower_layers::{Classify, ErrorKind, RequestInfo};
 

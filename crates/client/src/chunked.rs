@@ -124,7 +124,7 @@ where
         .map(|(index, chunk)| {
             let service = service.clone();
             async move {
-                let result = service.oneshot(VectorRequest::Upsert(chunk.clone())).await;
+                let result = service.oneshot(VectorRequest::from(chunk.clone())).await;
                 (index, chunk, result)
             }
         })

@@ -4,7 +4,9 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
-use qdrant_tower_layers::{CircuitOpen, Classify, DeadlineExceeded, ErrorKind};
+use qdrant_tower_layers::{
+    AttemptTimedOut, CircuitOpen, Classify, DeadlineExceeded, ErrorKind, Unhealthy,
+};
 use tonic::{Code, Status};
 
 /// The header real Qdrant sets on `RESOURCE_EXHAUSTED` when its disk is full.
@@ -170,11 +172,36 @@ impl From<CircuitOpen> for VectorError {
     }
 }
 
-/// A retry layer's deadline as a `VectorError`: the call ran out of time with an attempt in
-/// flight, which may have reached the server.
+/// A health gate's rejection as a `VectorError`: [`ErrorKind::Unhealthy`], never sent. The
+/// operation is not known to the gate; the message names the health check.
+impl From<Unhealthy> for VectorError {
+    fn from(unhealthy: Unhealthy) -> Self {
+        VectorError::new(ErrorKind::Unhealthy, "", unhealthy.to_string())
+            .with_maybe_sent(false)
+            .with_source(unhealthy)
+    }
+}
+
+/// A deadline or retry layer's deadline as a `VectorError` ([`ErrorKind::Timeout`]): the call
+/// ran out of time with work in flight, which may have reached the server, unless the deadline
+/// had passed before anything was started (`attempts == Some(0)`).
 impl From<DeadlineExceeded> for VectorError {
     fn from(exceeded: DeadlineExceeded) -> Self {
-        VectorError::new(ErrorKind::Timeout, "", exceeded.to_string()).with_source(exceeded)
+        let maybe_sent = exceeded.maybe_sent();
+        VectorError::new(ErrorKind::Timeout, "", exceeded.to_string())
+            .with_maybe_sent(maybe_sent)
+            .with_source(exceeded)
+    }
+}
+
+/// An attempt timeout as a `VectorError` ([`ErrorKind::Timeout`]): the attempt may have
+/// reached the server, unless its limit was zero (the deadline had passed before it started).
+impl From<AttemptTimedOut> for VectorError {
+    fn from(timed_out: AttemptTimedOut) -> Self {
+        let maybe_sent = timed_out.maybe_sent();
+        VectorError::new(ErrorKind::Timeout, "", timed_out.to_string())
+            .with_maybe_sent(maybe_sent)
+            .with_source(timed_out)
     }
 }
 
@@ -548,6 +575,36 @@ mod tests {
                 .starts_with("call failed (circuit_open): circuit breaker `qdrant` is open"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn layer_rejections_and_timeouts_keep_kind_source_and_maybe_sent() {
+        let unhealthy = VectorError::from(Unhealthy {
+            name: "qdrant".into(),
+            failed_probes: 3,
+            waited: Duration::ZERO,
+        });
+        assert_eq!(unhealthy.kind(), ErrorKind::Unhealthy);
+        assert!(!unhealthy.maybe_sent());
+        assert!(unhealthy.source().is_some_and(|s| s.is::<Unhealthy>()));
+        assert!(unhealthy.to_string().contains("`qdrant`"), "{unhealthy}");
+
+        let timed_out = VectorError::from(AttemptTimedOut {
+            limit: Duration::from_millis(250),
+            by_deadline: false,
+        });
+        assert_eq!(timed_out.kind(), ErrorKind::Timeout);
+        assert!(timed_out.maybe_sent());
+        assert!(
+            timed_out
+                .source()
+                .is_some_and(|s| s.is::<AttemptTimedOut>())
+        );
+        let not_started = VectorError::from(AttemptTimedOut {
+            limit: Duration::ZERO,
+            by_deadline: true,
+        });
+        assert!(!not_started.maybe_sent());
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! taxonomy, and [`QdrantService`], the `Service<VectorRequest>` that speaks gRPC to Qdrant.
 //!
 //! - [`VectorRequest`] / [`VectorResponse`]: every Points, Collections and Snapshots RPC and
-//!   the health check, holding qdrant-client's own messages (build them with its builders and
-//!   `.into()`). Each request tells its operation, collection and idempotency through
+//!   the health check ([`VectorOp`]), holding qdrant-client's own messages (build them with its
+//!   builders and `.into()`), and the call's optional deadline. Each request tells its
+//!   operation, collection, idempotency and deadline through
 //!   [`RequestInfo`](qdrant_tower_layers::RequestInfo).
 //! - [`VectorError`]: every failure with its [`ErrorKind`](qdrant_tower_layers::ErrorKind),
 //!   the operation, collection, gRPC code and message, Qdrant's `retry-after` hint, and
@@ -26,7 +27,7 @@ mod validate;
 
 pub use chunked::{ChunkOptions, ChunkSuccess, ChunkedUpsert, FailedChunk, upsert_chunked};
 pub use error::{INSUFFICIENT_STORAGE_HEADER, InvalidRequest, RETRY_AFTER_HEADER, VectorError};
-pub use request::{VectorRequest, VectorResponse};
+pub use request::{VectorOp, VectorRequest, VectorResponse};
 pub use service::{ConfigError, QdrantService, QdrantServiceBuilder, ResponseFuture};
 pub use validate::Limits;
 

@@ -1,8 +1,9 @@
-//! `VectorRequest` and `VectorResponse`: every Qdrant RPC as one request type.
+//! `VectorRequest`, `VectorOp` and `VectorResponse`: every Qdrant RPC as one request type.
 //!
 //! One table, [`vector_ops!`], lists each RPC once: its request and response messages (qdrant
-//! client's own), the generated client method that sends it, its operation name and whether it is
-//! idempotent. Everything per-operation (the enums, `From` impls, operation names, the dispatch
+//! client's own), the generated client method that sends it, its operation name, whether it is
+//! idempotent and whether its message has Qdrant's server-side `timeout` field. Everything
+//! per-operation (the enums, `From` impls, operation names, the timeout field, the dispatch
 //! onto the tonic clients) is generated from that table so that the lists cannot drift apart.
 //!
 //! # Idempotency, operation by operation
@@ -21,6 +22,8 @@
 //!   at that moment (possibly a new collection), alias changes include renames, creating a
 //!   snapshot makes another snapshot, deleting one fails the second time, and cluster setup
 //!   moves shards: not idempotent.
+
+use std::time::Duration;
 
 use qdrant_client::qdrant::{
     ChangeAliases, ClearPayloadPoints, CollectionClusterInfoRequest, CollectionClusterInfoResponse,
@@ -47,56 +50,51 @@ use qdrant_client::qdrant::{
     qdrant_client::QdrantClient, snapshots_client::SnapshotsClient,
 };
 use qdrant_tower_layers::RequestInfo;
+use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::service::CallOptions;
 
-/// Generates `VectorRequest`, `VectorResponse` and everything per operation from one table.
+/// Generates `VectorOp`, `VectorResponse` and everything per operation from one table.
 ///
 /// Row: `Variant(RequestType) -> ResponseType = client.method, "op_name", idempotent,
-/// from|no_from, |req| collection_expr;`
+/// from|no_from, timeout|no_timeout, |req| collection_expr;` where `timeout` marks the
+/// messages that have Qdrant's server-side `timeout` field (whole seconds).
 macro_rules! vector_ops {
     ($(
         $(#[$doc:meta])*
         $variant:ident($req:ty) -> $resp:ty = $client:ident . $method:ident,
-        $op:literal, $idem:literal, $from:ident, |$r:ident| $coll:expr;
+        $op:literal, $idem:literal, $from:ident, $timeout:ident, |$r:ident| $coll:expr;
     )*) => {
-        /// One call to Qdrant: qdrant-client's own request message for the RPC.
+        /// What one call to Qdrant does: qdrant-client's own request message for the RPC.
         ///
-        /// Build the message with qdrant-client's builders and convert it with `.into()`:
+        /// A [`VectorRequest`] holds one, with the call's deadline. Build the message with
+        /// qdrant-client's builders and convert it with `.into()` (to a `VectorRequest`, or to
+        /// a `VectorOp`).
         ///
-        /// ```
-        /// use qdrant_client::qdrant::SearchPointsBuilder;
-        /// use qdrant_tower_client::VectorRequest;
-        /// use qdrant_tower_layers::RequestInfo;
-        ///
-        /// let request: VectorRequest = SearchPointsBuilder::new("docs", vec![0.1, 0.2], 5).into();
-        /// assert_eq!(request.operation(), "search");
-        /// assert_eq!(request.collection(), Some("docs"));
-        /// assert!(request.is_idempotent());
-        /// ```
-        ///
-        /// Two RPCs share a message type with another: use [`VectorRequest::OverwritePayload`]
-        /// and [`VectorRequest::SearchMatrixOffsets`] explicitly (`From` picks
-        /// `SetPayload` and `SearchMatrixPairs`).
+        /// Two RPCs share a message type with another: use [`VectorOp::OverwritePayload`]
+        /// and [`VectorOp::SearchMatrixOffsets`] explicitly (or
+        /// [`VectorRequest::overwrite_payload`] and [`VectorRequest::search_matrix_offsets`]);
+        /// `From` picks `SetPayload` and `SearchMatrixPairs`.
         #[derive(Debug, Clone, PartialEq)]
         #[non_exhaustive]
-        pub enum VectorRequest {
+        pub enum VectorOp {
             $(
                 $(#[$doc])*
                 #[doc = concat!("\n\nRPC `", stringify!($client), ".", stringify!($method),
-                    "`, operation name `", $op, "`, idempotent: ", stringify!($idem), ".")]
+                    "`, operation name `", $op, "`, idempotent: ", stringify!($idem),
+                    ", server-side `timeout` field: ", vector_ops!(@has_timeout $timeout), ".")]
                 $variant($req),
             )*
         }
 
-        /// Qdrant's answer to a [`VectorRequest`]: the variant of the same name, holding
-        /// qdrant-client's own response message.
+        /// Qdrant's answer to a [`VectorRequest`]: the variant named as its [`VectorOp`],
+        /// holding qdrant-client's own response message.
         #[derive(Debug, Clone, PartialEq)]
         #[non_exhaustive]
         pub enum VectorResponse {
             $(
-                #[doc = concat!("Answer to [`VectorRequest::", stringify!($variant), "`].")]
+                #[doc = concat!("Answer to [`VectorOp::", stringify!($variant), "`].")]
                 $variant($resp),
             )*
         }
@@ -106,17 +104,39 @@ macro_rules! vector_ops {
             pub const OPERATIONS: &'static [&'static str] = &[$($op),*];
         }
 
-        impl RequestInfo for VectorRequest {
-            fn operation(&self) -> &'static str {
-                match self { $(VectorRequest::$variant(_) => $op,)* }
+        impl VectorOp {
+            /// A short, stable name of the operation (`"search"`, `"upsert"`…).
+            pub fn operation(&self) -> &'static str {
+                match self { $(VectorOp::$variant(_) => $op,)* }
             }
 
-            fn collection(&self) -> Option<&str> {
-                match self { $(VectorRequest::$variant($r) => { let _ = &$r; $coll },)* }
+            /// The collection the message addresses, if any.
+            pub fn collection(&self) -> Option<&str> {
+                match self { $(VectorOp::$variant($r) => { let _ = &$r; $coll },)* }
             }
 
-            fn is_idempotent(&self) -> bool {
-                match self { $(VectorRequest::$variant(_) => $idem,)* }
+            /// Whether sending the message twice has the same effect as sending it once.
+            pub fn is_idempotent(&self) -> bool {
+                match self { $(VectorOp::$variant(_) => $idem,)* }
+            }
+
+            /// Qdrant's server-side `timeout` field of the message (whole seconds): `None` when
+            /// the message has no such field, `Some(value)` when it has.
+            pub fn server_timeout(&self) -> Option<Option<u64>> {
+                match self { $(VectorOp::$variant(message) => vector_ops!(@get $timeout message),)* }
+            }
+
+            /// Bounds the message's server-side `timeout` field by `limit`, rounded up to whole
+            /// seconds (at least 1); a smaller value already there is kept. Does nothing to a
+            /// message without the field. Returns the value now set, if any.
+            pub(crate) fn bound_server_timeout(&mut self, limit: Duration) -> Option<u64> {
+                match self { $(VectorOp::$variant(message) => vector_ops!(@bound $timeout message limit),)* }
+            }
+
+            /// One message of each kind, every field at its default (for tests).
+            #[cfg(test)]
+            pub(crate) fn samples() -> Vec<VectorOp> {
+                vec![$(VectorOp::$variant(<$req>::default()),)*]
             }
         }
 
@@ -129,20 +149,22 @@ macro_rules! vector_ops {
 
         $( vector_ops!(@from $from $variant $req); )*
 
-        /// Sends `request` over `channel` with the generated tonic client for its service.
+        /// Sends `op` over `channel` with the generated tonic client for its service, with
+        /// `timeout` as `grpc-timeout`.
         // Qdrant deprecated search, recommend and discover (and their batch and group forms)
         // in favour of query, but still serves them; users who send them get them sent.
         #[allow(deprecated)]
         pub(crate) async fn dispatch(
             channel: Channel,
             options: &CallOptions,
-            request: VectorRequest,
+            op: VectorOp,
+            timeout: Option<Duration>,
         ) -> Result<VectorResponse, tonic::Status> {
-            match request {
-                $(VectorRequest::$variant(message) => {
+            match op {
+                $(VectorOp::$variant(message) => {
                     let mut client = vector_ops!(@client $client channel options);
                     client
-                        .$method(options.request(message))
+                        .$method(options.request(message, timeout))
                         .await
                         .map(|response| VectorResponse::$variant(response.into_inner().into()))
                 })*
@@ -151,18 +173,45 @@ macro_rules! vector_ops {
     };
 
     (@from from $variant:ident $req:ty) => {
+        impl From<$req> for VectorOp {
+            fn from(message: $req) -> Self {
+                VectorOp::$variant(message)
+            }
+        }
         impl From<$req> for VectorRequest {
-            fn from(request: $req) -> Self {
-                VectorRequest::$variant(request)
+            fn from(message: $req) -> Self {
+                VectorRequest::new(VectorOp::$variant(message))
             }
         }
     };
     (@from no_from $variant:ident $req:ty) => {};
 
+    (@has_timeout timeout) => { "yes" };
+    (@has_timeout no_timeout) => { "no" };
+    (@get timeout $message:ident) => { Some($message.timeout) };
+    (@get no_timeout $message:ident) => {{ let _ = $message; None }};
+    (@bound timeout $message:ident $limit:ident) => {{
+        let bounded = bound_seconds($message.timeout, $limit);
+        $message.timeout = Some(bounded);
+        Some(bounded)
+    }};
+    (@bound no_timeout $message:ident $limit:ident) => {{ let _ = ($message, $limit); None }};
+
     (@client points $channel:ident $options:ident) => { $options.configure(PointsClient::new($channel)) };
     (@client collections $channel:ident $options:ident) => { $options.configure(CollectionsClient::new($channel)) };
     (@client snapshots $channel:ident $options:ident) => { $options.configure(SnapshotsClient::new($channel)) };
     (@client qdrant $channel:ident $options:ident) => { $options.configure(QdrantClient::new($channel)) };
+}
+
+/// The server-side timeout (whole seconds) for a call with `limit` left: `limit` rounded up,
+/// at least 1, or `own` if that is smaller.
+pub(crate) fn bound_seconds(own: Option<u64>, limit: Duration) -> u64 {
+    let seconds = limit.as_secs() + u64::from(limit.subsec_nanos() > 0);
+    let seconds = seconds.max(1);
+    match own {
+        Some(own) if own < seconds => own,
+        _ => seconds,
+    }
 }
 
 /// Applies the per-client options (compression, message size limits) the same way to every
@@ -192,116 +241,122 @@ fn name(collection: &str) -> Option<&str> {
 
 vector_ops! {
     /// Insert or replace points.
-    Upsert(UpsertPoints) -> PointsOperationResponse = points.upsert, "upsert", true, from, |r| name(&r.collection_name);
+    Upsert(UpsertPoints) -> PointsOperationResponse = points.upsert, "upsert", true, from, timeout, |r| name(&r.collection_name);
     /// Delete points by ids or by filter.
-    Delete(DeletePoints) -> PointsOperationResponse = points.delete, "delete", true, from, |r| name(&r.collection_name);
+    Delete(DeletePoints) -> PointsOperationResponse = points.delete, "delete", true, from, timeout, |r| name(&r.collection_name);
     /// Retrieve points by ids.
-    Get(GetPoints) -> GetResponse = points.get, "get", true, from, |r| name(&r.collection_name);
+    Get(GetPoints) -> GetResponse = points.get, "get", true, from, timeout, |r| name(&r.collection_name);
     /// Replace named vectors of existing points.
-    UpdateVectors(UpdatePointVectors) -> PointsOperationResponse = points.update_vectors, "update_vectors", true, from, |r| name(&r.collection_name);
+    UpdateVectors(UpdatePointVectors) -> PointsOperationResponse = points.update_vectors, "update_vectors", true, from, timeout, |r| name(&r.collection_name);
     /// Delete named vectors of points.
-    DeleteVectors(DeletePointVectors) -> PointsOperationResponse = points.delete_vectors, "delete_vectors", true, from, |r| name(&r.collection_name);
+    DeleteVectors(DeletePointVectors) -> PointsOperationResponse = points.delete_vectors, "delete_vectors", true, from, timeout, |r| name(&r.collection_name);
     /// Merge payload keys into points.
-    SetPayload(SetPayloadPoints) -> PointsOperationResponse = points.set_payload, "set_payload", true, from, |r| name(&r.collection_name);
+    SetPayload(SetPayloadPoints) -> PointsOperationResponse = points.set_payload, "set_payload", true, from, timeout, |r| name(&r.collection_name);
     /// Replace the whole payload of points.
-    OverwritePayload(SetPayloadPoints) -> PointsOperationResponse = points.overwrite_payload, "overwrite_payload", true, no_from, |r| name(&r.collection_name);
+    OverwritePayload(SetPayloadPoints) -> PointsOperationResponse = points.overwrite_payload, "overwrite_payload", true, no_from, timeout, |r| name(&r.collection_name);
     /// Delete payload keys of points.
-    DeletePayload(DeletePayloadPoints) -> PointsOperationResponse = points.delete_payload, "delete_payload", true, from, |r| name(&r.collection_name);
+    DeletePayload(DeletePayloadPoints) -> PointsOperationResponse = points.delete_payload, "delete_payload", true, from, timeout, |r| name(&r.collection_name);
     /// Remove the whole payload of points.
-    ClearPayload(ClearPayloadPoints) -> PointsOperationResponse = points.clear_payload, "clear_payload", true, from, |r| name(&r.collection_name);
+    ClearPayload(ClearPayloadPoints) -> PointsOperationResponse = points.clear_payload, "clear_payload", true, from, timeout, |r| name(&r.collection_name);
     /// Create a payload index.
-    CreateFieldIndex(CreateFieldIndexCollection) -> PointsOperationResponse = points.create_field_index, "create_field_index", true, from, |r| name(&r.collection_name);
+    CreateFieldIndex(CreateFieldIndexCollection) -> PointsOperationResponse = points.create_field_index, "create_field_index", true, from, timeout, |r| name(&r.collection_name);
     /// Delete a payload index.
-    DeleteFieldIndex(DeleteFieldIndexCollection) -> PointsOperationResponse = points.delete_field_index, "delete_field_index", true, from, |r| name(&r.collection_name);
+    DeleteFieldIndex(DeleteFieldIndexCollection) -> PointsOperationResponse = points.delete_field_index, "delete_field_index", true, from, timeout, |r| name(&r.collection_name);
     /// Add a named vector to a collection.
-    CreateVectorName(CreateVectorNameRequest) -> PointsOperationResponse = points.create_vector_name, "create_vector_name", false, from, |r| name(&r.collection_name);
+    CreateVectorName(CreateVectorNameRequest) -> PointsOperationResponse = points.create_vector_name, "create_vector_name", false, from, timeout, |r| name(&r.collection_name);
     /// Remove a named vector from a collection.
-    DeleteVectorName(DeleteVectorNameRequest) -> PointsOperationResponse = points.delete_vector_name, "delete_vector_name", false, from, |r| name(&r.collection_name);
+    DeleteVectorName(DeleteVectorNameRequest) -> PointsOperationResponse = points.delete_vector_name, "delete_vector_name", false, from, timeout, |r| name(&r.collection_name);
     /// Nearest-neighbour search.
-    Search(SearchPoints) -> SearchResponse = points.search, "search", true, from, |r| name(&r.collection_name);
+    Search(SearchPoints) -> SearchResponse = points.search, "search", true, from, timeout, |r| name(&r.collection_name);
     /// Several searches in one call.
-    SearchBatch(SearchBatchPoints) -> SearchBatchResponse = points.search_batch, "search_batch", true, from, |r| name(&r.collection_name);
+    SearchBatch(SearchBatchPoints) -> SearchBatchResponse = points.search_batch, "search_batch", true, from, timeout, |r| name(&r.collection_name);
     /// Search grouped by a payload field.
-    SearchGroups(SearchPointGroups) -> SearchGroupsResponse = points.search_groups, "search_groups", true, from, |r| name(&r.collection_name);
+    SearchGroups(SearchPointGroups) -> SearchGroupsResponse = points.search_groups, "search_groups", true, from, timeout, |r| name(&r.collection_name);
     /// Page through points.
-    Scroll(ScrollPoints) -> ScrollResponse = points.scroll, "scroll", true, from, |r| name(&r.collection_name);
+    Scroll(ScrollPoints) -> ScrollResponse = points.scroll, "scroll", true, from, timeout, |r| name(&r.collection_name);
     /// Recommend by positive and negative examples.
-    Recommend(RecommendPoints) -> RecommendResponse = points.recommend, "recommend", true, from, |r| name(&r.collection_name);
+    Recommend(RecommendPoints) -> RecommendResponse = points.recommend, "recommend", true, from, timeout, |r| name(&r.collection_name);
     /// Several recommendations in one call.
-    RecommendBatch(RecommendBatchPoints) -> RecommendBatchResponse = points.recommend_batch, "recommend_batch", true, from, |r| name(&r.collection_name);
+    RecommendBatch(RecommendBatchPoints) -> RecommendBatchResponse = points.recommend_batch, "recommend_batch", true, from, timeout, |r| name(&r.collection_name);
     /// Recommendations grouped by a payload field.
-    RecommendGroups(RecommendPointGroups) -> RecommendGroupsResponse = points.recommend_groups, "recommend_groups", true, from, |r| name(&r.collection_name);
+    RecommendGroups(RecommendPointGroups) -> RecommendGroupsResponse = points.recommend_groups, "recommend_groups", true, from, timeout, |r| name(&r.collection_name);
     /// Discovery search with a target and context pairs.
-    Discover(DiscoverPoints) -> DiscoverResponse = points.discover, "discover", true, from, |r| name(&r.collection_name);
+    Discover(DiscoverPoints) -> DiscoverResponse = points.discover, "discover", true, from, timeout, |r| name(&r.collection_name);
     /// Several discovery searches in one call.
-    DiscoverBatch(DiscoverBatchPoints) -> DiscoverBatchResponse = points.discover_batch, "discover_batch", true, from, |r| name(&r.collection_name);
+    DiscoverBatch(DiscoverBatchPoints) -> DiscoverBatchResponse = points.discover_batch, "discover_batch", true, from, timeout, |r| name(&r.collection_name);
     /// Count points, optionally matching a filter.
-    Count(CountPoints) -> CountResponse = points.count, "count", true, from, |r| name(&r.collection_name);
+    Count(CountPoints) -> CountResponse = points.count, "count", true, from, timeout, |r| name(&r.collection_name);
     /// Several point writes applied in order.
-    UpdateBatch(UpdateBatchPoints) -> UpdateBatchResponse = points.update_batch, "update_batch", true, from, |r| name(&r.collection_name);
+    UpdateBatch(UpdateBatchPoints) -> UpdateBatchResponse = points.update_batch, "update_batch", true, from, timeout, |r| name(&r.collection_name);
     /// Universal query (nearest, fusion, order-by, …).
-    Query(QueryPoints) -> QueryResponse = points.query, "query", true, from, |r| name(&r.collection_name);
+    Query(QueryPoints) -> QueryResponse = points.query, "query", true, from, timeout, |r| name(&r.collection_name);
     /// Several queries in one call.
-    QueryBatch(QueryBatchPoints) -> QueryBatchResponse = points.query_batch, "query_batch", true, from, |r| name(&r.collection_name);
+    QueryBatch(QueryBatchPoints) -> QueryBatchResponse = points.query_batch, "query_batch", true, from, timeout, |r| name(&r.collection_name);
     /// Query grouped by a payload field.
-    QueryGroups(QueryPointGroups) -> QueryGroupsResponse = points.query_groups, "query_groups", true, from, |r| name(&r.collection_name);
+    QueryGroups(QueryPointGroups) -> QueryGroupsResponse = points.query_groups, "query_groups", true, from, timeout, |r| name(&r.collection_name);
     /// Count distinct values of a payload field.
-    Facet(FacetCounts) -> FacetResponse = points.facet, "facet", true, from, |r| name(&r.collection_name);
+    Facet(FacetCounts) -> FacetResponse = points.facet, "facet", true, from, timeout, |r| name(&r.collection_name);
     /// Distance matrix between sampled points, as pairs.
-    SearchMatrixPairs(SearchMatrixPoints) -> SearchMatrixPairsResponse = points.search_matrix_pairs, "search_matrix_pairs", true, from, |r| name(&r.collection_name);
+    SearchMatrixPairs(SearchMatrixPoints) -> SearchMatrixPairsResponse = points.search_matrix_pairs, "search_matrix_pairs", true, from, timeout, |r| name(&r.collection_name);
     /// Distance matrix between sampled points, as offsets.
-    SearchMatrixOffsets(SearchMatrixPoints) -> SearchMatrixOffsetsResponse = points.search_matrix_offsets, "search_matrix_offsets", true, no_from, |r| name(&r.collection_name);
+    SearchMatrixOffsets(SearchMatrixPoints) -> SearchMatrixOffsetsResponse = points.search_matrix_offsets, "search_matrix_offsets", true, no_from, timeout, |r| name(&r.collection_name);
 
     /// Collection information: status, points count, config. (The answer is boxed: it is
     /// five times larger than any other and would make every response that size.)
-    GetCollection(GetCollectionInfoRequest) -> Box<GetCollectionInfoResponse> = collections.get, "get_collection", true, from, |r| name(&r.collection_name);
+    GetCollection(GetCollectionInfoRequest) -> Box<GetCollectionInfoResponse> = collections.get, "get_collection", true, from, no_timeout, |r| name(&r.collection_name);
     /// List collections.
-    ListCollections(ListCollectionsRequest) -> ListCollectionsResponse = collections.list, "list_collections", true, from, |r| None;
+    ListCollections(ListCollectionsRequest) -> ListCollectionsResponse = collections.list, "list_collections", true, from, no_timeout, |r| None;
     /// Create a collection.
-    CreateCollection(CreateCollection) -> CollectionOperationResponse = collections.create, "create_collection", false, from, |r| name(&r.collection_name);
+    CreateCollection(CreateCollection) -> CollectionOperationResponse = collections.create, "create_collection", false, from, timeout, |r| name(&r.collection_name);
     /// Change a collection's parameters.
-    UpdateCollection(UpdateCollection) -> CollectionOperationResponse = collections.update, "update_collection", true, from, |r| name(&r.collection_name);
+    UpdateCollection(UpdateCollection) -> CollectionOperationResponse = collections.update, "update_collection", true, from, timeout, |r| name(&r.collection_name);
     /// Delete a collection and its data.
-    DeleteCollection(DeleteCollection) -> CollectionOperationResponse = collections.delete, "delete_collection", false, from, |r| name(&r.collection_name);
+    DeleteCollection(DeleteCollection) -> CollectionOperationResponse = collections.delete, "delete_collection", false, from, timeout, |r| name(&r.collection_name);
     /// Create, rename or delete aliases.
-    UpdateAliases(ChangeAliases) -> CollectionOperationResponse = collections.update_aliases, "update_aliases", false, from, |r| None;
+    UpdateAliases(ChangeAliases) -> CollectionOperationResponse = collections.update_aliases, "update_aliases", false, from, timeout, |r| None;
     /// List the aliases of one collection.
-    ListCollectionAliases(ListCollectionAliasesRequest) -> ListAliasesResponse = collections.list_collection_aliases, "list_collection_aliases", true, from, |r| name(&r.collection_name);
+    ListCollectionAliases(ListCollectionAliasesRequest) -> ListAliasesResponse = collections.list_collection_aliases, "list_collection_aliases", true, from, no_timeout, |r| name(&r.collection_name);
     /// List all aliases.
-    ListAliases(ListAliasesRequest) -> ListAliasesResponse = collections.list_aliases, "list_aliases", true, from, |r| None;
+    ListAliases(ListAliasesRequest) -> ListAliasesResponse = collections.list_aliases, "list_aliases", true, from, no_timeout, |r| None;
     /// Shard placement of a collection.
-    CollectionClusterInfo(CollectionClusterInfoRequest) -> CollectionClusterInfoResponse = collections.collection_cluster_info, "collection_cluster_info", true, from, |r| name(&r.collection_name);
+    CollectionClusterInfo(CollectionClusterInfoRequest) -> CollectionClusterInfoResponse = collections.collection_cluster_info, "collection_cluster_info", true, from, no_timeout, |r| name(&r.collection_name);
     /// Whether a collection exists.
-    CollectionExists(CollectionExistsRequest) -> CollectionExistsResponse = collections.collection_exists, "collection_exists", true, from, |r| name(&r.collection_name);
+    CollectionExists(CollectionExistsRequest) -> CollectionExistsResponse = collections.collection_exists, "collection_exists", true, from, no_timeout, |r| name(&r.collection_name);
     /// Move, replicate or drop shards.
-    UpdateCollectionClusterSetup(UpdateCollectionClusterSetupRequest) -> UpdateCollectionClusterSetupResponse = collections.update_collection_cluster_setup, "update_collection_cluster_setup", false, from, |r| name(&r.collection_name);
+    UpdateCollectionClusterSetup(UpdateCollectionClusterSetupRequest) -> UpdateCollectionClusterSetupResponse = collections.update_collection_cluster_setup, "update_collection_cluster_setup", false, from, timeout, |r| name(&r.collection_name);
     /// Create a shard key.
-    CreateShardKey(CreateShardKeyRequest) -> CreateShardKeyResponse = collections.create_shard_key, "create_shard_key", false, from, |r| name(&r.collection_name);
+    CreateShardKey(CreateShardKeyRequest) -> CreateShardKeyResponse = collections.create_shard_key, "create_shard_key", false, from, timeout, |r| name(&r.collection_name);
     /// Delete a shard key and its data.
-    DeleteShardKey(DeleteShardKeyRequest) -> DeleteShardKeyResponse = collections.delete_shard_key, "delete_shard_key", false, from, |r| name(&r.collection_name);
+    DeleteShardKey(DeleteShardKeyRequest) -> DeleteShardKeyResponse = collections.delete_shard_key, "delete_shard_key", false, from, timeout, |r| name(&r.collection_name);
     /// List shard keys.
-    ListShardKeys(ListShardKeysRequest) -> ListShardKeysResponse = collections.list_shard_keys, "list_shard_keys", true, from, |r| name(&r.collection_name);
+    ListShardKeys(ListShardKeysRequest) -> ListShardKeysResponse = collections.list_shard_keys, "list_shard_keys", true, from, no_timeout, |r| name(&r.collection_name);
 
     /// Snapshot a collection.
-    CreateSnapshot(CreateSnapshotRequest) -> CreateSnapshotResponse = snapshots.create, "create_snapshot", false, from, |r| name(&r.collection_name);
+    CreateSnapshot(CreateSnapshotRequest) -> CreateSnapshotResponse = snapshots.create, "create_snapshot", false, from, no_timeout, |r| name(&r.collection_name);
     /// List a collection's snapshots.
-    ListSnapshots(ListSnapshotsRequest) -> ListSnapshotsResponse = snapshots.list, "list_snapshots", true, from, |r| name(&r.collection_name);
+    ListSnapshots(ListSnapshotsRequest) -> ListSnapshotsResponse = snapshots.list, "list_snapshots", true, from, no_timeout, |r| name(&r.collection_name);
     /// Delete a collection snapshot.
-    DeleteSnapshot(DeleteSnapshotRequest) -> DeleteSnapshotResponse = snapshots.delete, "delete_snapshot", false, from, |r| name(&r.collection_name);
+    DeleteSnapshot(DeleteSnapshotRequest) -> DeleteSnapshotResponse = snapshots.delete, "delete_snapshot", false, from, no_timeout, |r| name(&r.collection_name);
     /// Snapshot the whole storage.
-    CreateFullSnapshot(CreateFullSnapshotRequest) -> CreateSnapshotResponse = snapshots.create_full, "create_full_snapshot", false, from, |r| None;
+    CreateFullSnapshot(CreateFullSnapshotRequest) -> CreateSnapshotResponse = snapshots.create_full, "create_full_snapshot", false, from, no_timeout, |r| None;
     /// List full-storage snapshots.
-    ListFullSnapshots(ListFullSnapshotsRequest) -> ListSnapshotsResponse = snapshots.list_full, "list_full_snapshots", true, from, |r| None;
+    ListFullSnapshots(ListFullSnapshotsRequest) -> ListSnapshotsResponse = snapshots.list_full, "list_full_snapshots", true, from, no_timeout, |r| None;
     /// Delete a full-storage snapshot.
-    DeleteFullSnapshot(DeleteFullSnapshotRequest) -> DeleteSnapshotResponse = snapshots.delete_full, "delete_full_snapshot", false, from, |r| None;
+    DeleteFullSnapshot(DeleteFullSnapshotRequest) -> DeleteSnapshotResponse = snapshots.delete_full, "delete_full_snapshot", false, from, no_timeout, |r| None;
 
     /// Server liveness and version.
-    HealthCheck(HealthCheckRequest) -> HealthCheckReply = qdrant.health_check, "health_check", true, from, |r| None;
+    HealthCheck(HealthCheckRequest) -> HealthCheckReply = qdrant.health_check, "health_check", true, from, no_timeout, |r| None;
 }
 
-/// `builder.into()` for each of qdrant-client's request builders, through its message.
+/// `builder.into()` (to a `VectorRequest` or a `VectorOp`) for each of qdrant-client's request
+/// builders, through its message.
 macro_rules! from_builders {
     ($($builder:ident => $message:ident),* $(,)?) => {$(
+        impl From<qdrant_client::qdrant::$builder> for VectorOp {
+            fn from(builder: qdrant_client::qdrant::$builder) -> Self {
+                VectorOp::from($message::from(builder))
+            }
+        }
         impl From<qdrant_client::qdrant::$builder> for VectorRequest {
             fn from(builder: qdrant_client::qdrant::$builder) -> Self {
                 VectorRequest::from($message::from(builder))
@@ -348,22 +403,127 @@ from_builders! {
     DeleteSnapshotRequestBuilder => DeleteSnapshotRequest,
 }
 
+/// One call to Qdrant: what to do ([`VectorOp`], qdrant-client's own message) and, optionally,
+/// by when the whole call must be over.
+///
+/// Build the message with qdrant-client's builders and convert it with `.into()`:
+///
+/// ```
+/// use std::time::Duration;
+/// use qdrant_client::qdrant::SearchPointsBuilder;
+/// use qdrant_tower_client::{VectorOp, VectorRequest};
+/// use qdrant_tower_layers::RequestInfo;
+///
+/// let request: VectorRequest = SearchPointsBuilder::new("docs", vec![0.1, 0.2], 5).into();
+/// assert_eq!(request.operation(), "search");
+/// assert_eq!(request.collection(), Some("docs"));
+/// assert!(request.is_idempotent());
+/// assert!(matches!(request.op(), VectorOp::Search(search) if search.limit == 5));
+///
+/// // The same request, which must be answered within 300 ms.
+/// let request = request.with_timeout(Duration::from_millis(300));
+/// assert!(request.deadline().is_some());
+/// ```
+///
+/// Two RPCs share a message type with another: use [`VectorRequest::overwrite_payload`] and
+/// [`VectorRequest::search_matrix_offsets`] (or [`VectorOp::OverwritePayload`] and
+/// [`VectorOp::SearchMatrixOffsets`]) explicitly; `From` picks `SetPayload` and
+/// `SearchMatrixPairs`.
+///
+/// # Deadline
+/// A request may carry a deadline ([`with_deadline`](Self::with_deadline),
+/// [`with_timeout`](Self::with_timeout), or a layer through
+/// [`RequestInfo::set_deadline`]). [`QdrantService`](crate::QdrantService) fails a request
+/// whose deadline has passed without sending it (an [`ErrorKind::Timeout`] error that was
+/// provably not sent), and otherwise bounds the call by the time left: sent to Qdrant as
+/// `grpc-timeout` and in the message's own server-side `timeout` field (whole seconds,
+/// rounded up, never raised above a value the message already has), and enforced on the
+/// client. The deadline is a [`tokio::time::Instant`], so a paused Tokio clock governs it.
+///
+/// [`ErrorKind::Timeout`]: qdrant_tower_layers::ErrorKind::Timeout
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorRequest {
+    op: VectorOp,
+    deadline: Option<Instant>,
+}
+
 impl VectorRequest {
-    /// A request that replaces the whole payload of the selected points
-    /// ([`VectorRequest::OverwritePayload`]); `From<SetPayloadPoints>` merges instead.
-    pub fn overwrite_payload(request: impl Into<SetPayloadPoints>) -> Self {
-        VectorRequest::OverwritePayload(request.into())
+    /// A request for `op`, without a deadline.
+    pub fn new(op: VectorOp) -> Self {
+        VectorRequest { op, deadline: None }
     }
 
-    /// A distance-matrix request answered as offsets ([`VectorRequest::SearchMatrixOffsets`]);
+    /// What the request does.
+    pub fn op(&self) -> &VectorOp {
+        &self.op
+    }
+
+    /// What the request does, to change it.
+    pub fn op_mut(&mut self) -> &mut VectorOp {
+        &mut self.op
+    }
+
+    /// The operation, without the deadline.
+    pub fn into_op(self) -> VectorOp {
+        self.op
+    }
+
+    /// The request, which must be over by `deadline` (replacing any deadline it had).
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The request, which must be over within `timeout` from now (replacing any deadline it
+    /// had).
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        self.with_deadline(Instant::now() + timeout)
+    }
+
+    /// A request that replaces the whole payload of the selected points
+    /// ([`VectorOp::OverwritePayload`]); `From<SetPayloadPoints>` merges instead.
+    pub fn overwrite_payload(request: impl Into<SetPayloadPoints>) -> Self {
+        VectorRequest::new(VectorOp::OverwritePayload(request.into()))
+    }
+
+    /// A distance-matrix request answered as offsets ([`VectorOp::SearchMatrixOffsets`]);
     /// `From<SearchMatrixPoints>` asks for pairs.
     pub fn search_matrix_offsets(request: impl Into<SearchMatrixPoints>) -> Self {
-        VectorRequest::SearchMatrixOffsets(request.into())
+        VectorRequest::new(VectorOp::SearchMatrixOffsets(request.into()))
     }
 
     /// A health check (liveness and version), the probe a health gate uses.
     pub fn health_check() -> Self {
-        VectorRequest::HealthCheck(HealthCheckRequest {})
+        VectorRequest::new(VectorOp::HealthCheck(HealthCheckRequest {}))
+    }
+}
+
+impl From<VectorOp> for VectorRequest {
+    fn from(op: VectorOp) -> Self {
+        VectorRequest::new(op)
+    }
+}
+
+impl RequestInfo for VectorRequest {
+    fn operation(&self) -> &'static str {
+        self.op.operation()
+    }
+
+    fn collection(&self) -> Option<&str> {
+        self.op.collection()
+    }
+
+    fn is_idempotent(&self) -> bool {
+        self.op.is_idempotent()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Replaces the request's deadline (the layers only ever pass an earlier one).
+    fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
     }
 }
 
@@ -408,5 +568,65 @@ mod tests {
         let delete: VectorRequest = DeleteCollectionBuilder::new("docs").into();
         assert!(!delete.is_idempotent());
         assert_eq!(VectorRequest::health_check().collection(), None);
+    }
+
+    #[test]
+    fn deadlines_are_carried_and_replaced() {
+        let request = VectorRequest::health_check();
+        assert_eq!(request.deadline(), None);
+        let at = Instant::now() + Duration::from_secs(3);
+        let mut request = request.with_deadline(at);
+        assert_eq!(request.deadline(), Some(at));
+        let earlier = at - Duration::from_secs(1);
+        request.set_deadline(earlier);
+        assert_eq!(request.deadline(), Some(earlier));
+        let cloned = request.clone();
+        assert_eq!(cloned, request);
+        assert_eq!(
+            cloned.into_op(),
+            VectorOp::HealthCheck(HealthCheckRequest {})
+        );
+    }
+
+    #[test]
+    fn server_timeouts_round_up_and_never_rise() {
+        assert_eq!(bound_seconds(None, Duration::from_millis(300)), 1);
+        assert_eq!(bound_seconds(None, Duration::ZERO), 1);
+        assert_eq!(bound_seconds(None, Duration::from_secs(2)), 2);
+        assert_eq!(bound_seconds(None, Duration::from_millis(2001)), 3);
+        assert_eq!(bound_seconds(Some(1), Duration::from_millis(2500)), 1);
+        assert_eq!(bound_seconds(Some(60), Duration::from_millis(2500)), 3);
+    }
+
+    /// Every message type with Qdrant's `timeout` field gets it bounded, the others are left
+    /// alone; the count guards the table's `timeout` column against qdrant-client's messages
+    /// (35 message types have the field; two of them serve two RPCs each).
+    #[test]
+    fn every_message_with_a_timeout_field_is_bounded() {
+        let mut with_field = 0;
+        for mut op in VectorOp::samples() {
+            let name = op.operation();
+            match op.server_timeout() {
+                Some(None) => {
+                    with_field += 1;
+                    assert_eq!(
+                        op.bound_server_timeout(Duration::from_millis(1200)),
+                        Some(2)
+                    );
+                    assert_eq!(op.server_timeout(), Some(Some(2)), "{name}");
+                    // A smaller value set by the user stays; a larger one comes down.
+                    assert_eq!(op.bound_server_timeout(Duration::from_secs(10)), Some(2));
+                    assert_eq!(op.bound_server_timeout(Duration::from_millis(10)), Some(1));
+                    assert_eq!(op.server_timeout(), Some(Some(1)), "{name}");
+                }
+                Some(Some(value)) => panic!("{name}: default timeout {value}"),
+                None => {
+                    let before = op.clone();
+                    assert_eq!(op.bound_server_timeout(Duration::from_secs(1)), None);
+                    assert_eq!(op, before, "{name} has no timeout field");
+                }
+            }
+        }
+        assert_eq!(with_field, 37);
     }
 }

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use qdrant_tower_layers::{ErrorKind, RequestInfo};
+use qdrant_tower_layers::{
+    ConfigError as LayerConfigError, ErrorKind, HealthCheck, HealthConfig, RequestInfo,
+};
+use tokio::time::Instant;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -31,6 +34,23 @@ const API_KEY_HEADER: &str = "api-key";
 /// Each call is validated first ([`VectorRequest::validate`]); an invalid request fails with
 /// [`ErrorKind::InvalidRequest`] without touching the network. Every failure is a
 /// [`VectorError`] with its [`ErrorKind`].
+///
+/// # Timeouts and deadlines
+/// Without a deadline on the request, a call is bounded by the configured
+/// [request timeout](QdrantServiceBuilder::request_timeout). A request may carry a deadline
+/// ([`VectorRequest::with_deadline`], [`VectorRequest::with_timeout`], or set by a deadline,
+/// retry or attempt-timeout layer above). Then:
+/// - if the deadline has passed, the call fails at once with [`ErrorKind::Timeout`] and
+///   [`maybe_sent`](qdrant_tower_layers::Classify::maybe_sent) `false`: nothing is sent;
+/// - otherwise the call's timeout is the smaller of the request timeout and the time left. It
+///   is sent as `grpc-timeout` (Qdrant drops a call nobody waits for), enforced on the client
+///   over the whole call (response body included), and written to the message's own
+///   server-side `timeout` field where the message has one ([`VectorOp::server_timeout`]): in
+///   whole seconds, rounded up (at least 1), keeping a smaller value the caller set.
+///
+/// The configured request timeout alone never touches the message's `timeout` field.
+///
+/// [`VectorOp::server_timeout`]: crate::VectorOp::server_timeout
 ///
 /// # Channels
 /// The service holds one or more tonic [`Channel`]s (one HTTP/2 connection each:
@@ -100,6 +120,51 @@ impl QdrantService {
     pub fn limits(&self) -> &Limits {
         &self.shared.limits
     }
+
+    /// Starts a [`HealthCheck`] whose probe is Qdrant's gRPC health-check RPC
+    /// ([`VectorRequest::health_check`]) sent over a clone of this service.
+    ///
+    /// Each probe carries the [probe timeout](HealthConfig::with_probe_timeout) as its
+    /// deadline, so Qdrant also learns of it (`grpc-timeout`); a probe fails on any error
+    /// (refused connection, timeout, a status) and succeeds on any answer. Give the check to a
+    /// [`HealthGateLayer`](qdrant_tower_layers::HealthGateLayer) in front of this service, and
+    /// link the stack's breakers to it with [`HealthCheck::link_breaker`]. The probe uses this
+    /// bare service, never the gated stack, so that the gate cannot reject its own probes.
+    ///
+    /// Must be called within a Tokio runtime; fails on a bad `config`, naming the field. The
+    /// prober stops when the last handle to the check is dropped.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use qdrant_tower_client::QdrantService;
+    /// use qdrant_tower_layers::{HealthConfig, HealthGateLayer};
+    /// use tower::ServiceBuilder;
+    ///
+    /// let service = QdrantService::from_url("http://localhost:6334")?;
+    /// let check = service.health_check(
+    ///     HealthConfig::production()
+    ///         .with_name("qdrant")
+    ///         .with_interval(Duration::from_secs(5)),
+    /// )?;
+    /// let gated = ServiceBuilder::new()
+    ///     .layer(HealthGateLayer::new(check.clone()))
+    ///     .service(service);
+    /// if !check.wait_healthy(Duration::from_secs(10)).await {
+    ///     eprintln!("qdrant is not answering: {:?}", check.snapshot().last_error);
+    /// }
+    /// # drop(gated);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn health_check(&self, config: HealthConfig) -> Result<HealthCheck, LayerConfigError> {
+        let probe_timeout = config.probe_timeout();
+        let service =
+            tower::ServiceExt::map_request(self.clone(), move |request: VectorRequest| {
+                request.with_timeout(probe_timeout)
+            });
+        HealthCheck::for_service(config, service, VectorRequest::health_check())
+    }
 }
 
 impl Clone for QdrantService {
@@ -141,21 +206,56 @@ impl Service<VectorRequest> for QdrantService {
         if let Err(error) = request.validate(&self.shared.limits) {
             return ResponseFuture::failed(error);
         }
+        let operation = request.operation();
+        let configured = self.shared.options.timeout;
+        let now = Instant::now();
+        // The call's timeout: the configured one, or the time left before the request's
+        // deadline when that is shorter.
+        let (limit, by_deadline) = match request.deadline() {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(now);
+                if left.is_zero() {
+                    let message = "the request's deadline passed before the call was sent; \
+                                   nothing was sent";
+                    return ResponseFuture::failed(
+                        VectorError::new(ErrorKind::Timeout, operation, message)
+                            .with_collection(request.collection())
+                            .with_maybe_sent(false),
+                    );
+                }
+                match configured {
+                    Some(configured) if configured <= left => (Some(configured), false),
+                    _ => (Some(left), true),
+                }
+            }
+            None => (configured, false),
+        };
+        let has_deadline = request.deadline().is_some();
+        let collection = request.collection().map(str::to_owned);
+        let mut op = request.into_op();
+        if has_deadline && let Some(limit) = limit {
+            // Qdrant's own `timeout` field bounds the work it does for the call (a search
+            // stops early, a write with `wait` stops waiting).
+            op.bound_server_timeout(limit);
+        }
         let channel = self.ready.take().unwrap_or_else(|| self.shared.pick());
         let shared = Arc::clone(&self.shared);
-        let operation = request.operation();
-        let collection = request.collection().map(str::to_owned);
         ResponseFuture::called(Box::pin(async move {
-            let options = &shared.options;
-            let call = dispatch(channel, options, request);
+            let call = dispatch(channel, &shared.options, op, limit);
             // tonic's own timeout (from `grpc-timeout`) ends when the response headers arrive;
             // this one bounds the whole call, body included.
-            let outcome = match options.timeout {
-                Some(limit) => match tokio::time::timeout(limit, call).await {
+            let outcome = match limit {
+                Some(limit) => match tokio::time::timeout_at(now + limit, call).await {
                     Ok(outcome) => outcome,
                     Err(elapsed) => {
-                        let message =
-                            format!("no complete answer within the request timeout of {limit:?}");
+                        let message = if by_deadline {
+                            format!(
+                                "no complete answer within the {limit:?} left before the \
+                                 request's deadline"
+                            )
+                        } else {
+                            format!("no complete answer within the request timeout of {limit:?}")
+                        };
                         return Err(VectorError::new(ErrorKind::Timeout, operation, message)
                             .with_collection(collection.as_deref())
                             .with_source(elapsed));
@@ -229,8 +329,9 @@ pub(crate) struct CallOptions {
 }
 
 impl CallOptions {
-    /// Wraps `message` in a tonic request with the API key, custom headers and timeout.
-    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
+    /// Wraps `message` in a tonic request with the API key, custom headers and `timeout`
+    /// (the call's: the configured request timeout or the time left before the deadline).
+    pub(crate) fn request<T>(&self, message: T, timeout: Option<Duration>) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
         for (key, value) in &self.headers {
@@ -239,7 +340,7 @@ impl CallOptions {
         if let Some(key) = &self.api_key {
             metadata.insert(API_KEY_HEADER, key.clone());
         }
-        if let Some(timeout) = self.timeout {
+        if let Some(timeout) = timeout {
             // Sent as `grpc-timeout` so Qdrant stops working on it, and enforced by the channel.
             request.set_timeout(timeout);
         }
@@ -401,7 +502,8 @@ impl QdrantServiceBuilder {
 
     /// The longest a single call may take, sent to Qdrant as `grpc-timeout` (so it stops
     /// working on a call nobody waits for) and enforced on the client. Default 30 s; `None`
-    /// for no timeout (then bound calls with the deadline layers).
+    /// for no timeout (then bound calls with the deadline layers). A request's own deadline
+    /// shortens it when less time is left (see [`QdrantService`]).
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.request_timeout = timeout;
         self

@@ -9,7 +9,7 @@ use qdrant_client::qdrant::{
 use qdrant_tower_layers::RequestInfo;
 
 use crate::error::{InvalidRequest, VectorError};
-use crate::request::VectorRequest;
+use crate::request::{VectorOp, VectorRequest};
 
 /// Limits a request must respect before it is sent.
 ///
@@ -73,18 +73,19 @@ impl VectorRequest {
     }
 
     fn check(&self, limits: &Limits) -> Result<(), InvalidRequest> {
-        match self {
-            VectorRequest::Upsert(request) => {
+        let operation = self.operation();
+        match self.op() {
+            VectorOp::Upsert(request) => {
                 check_count("points", request.points.len(), limits)?;
                 check_points(&request.points)?;
-                check_size(self, request, limits)
+                check_size(operation, request, limits)
             }
-            VectorRequest::UpdateVectors(request) => {
+            VectorOp::UpdateVectors(request) => {
                 check_count("points", request.points.len(), limits)?;
                 check_point_vectors(&request.points)?;
-                check_size(self, request, limits)
+                check_size(operation, request, limits)
             }
-            VectorRequest::UpdateBatch(request) => {
+            VectorOp::UpdateBatch(request) => {
                 let mut points = 0;
                 for operation in request
                     .operations
@@ -116,44 +117,38 @@ impl VectorRequest {
                     }
                 }
                 check_count("operations[].points", points, limits)?;
-                check_size(self, request, limits)
+                check_size(operation, request, limits)
             }
-            VectorRequest::Delete(request) => check_selector(request.points.as_ref()),
-            VectorRequest::DeleteVectors(request) => {
+            VectorOp::Delete(request) => check_selector(request.points.as_ref()),
+            VectorOp::DeleteVectors(request) => check_selector(request.points_selector.as_ref()),
+            VectorOp::SetPayload(request) | VectorOp::OverwritePayload(request) => {
                 check_selector(request.points_selector.as_ref())
             }
-            VectorRequest::SetPayload(request) | VectorRequest::OverwritePayload(request) => {
-                check_selector(request.points_selector.as_ref())
-            }
-            VectorRequest::DeletePayload(request) => {
-                check_selector(request.points_selector.as_ref())
-            }
-            VectorRequest::ClearPayload(request) => check_selector(request.points.as_ref()),
-            VectorRequest::Get(request) => check_ids("ids", &request.ids),
-            VectorRequest::Search(request) => check_search(request),
-            VectorRequest::SearchBatch(request) => {
+            VectorOp::DeletePayload(request) => check_selector(request.points_selector.as_ref()),
+            VectorOp::ClearPayload(request) => check_selector(request.points.as_ref()),
+            VectorOp::Get(request) => check_ids("ids", &request.ids),
+            VectorOp::Search(request) => check_search(request),
+            VectorOp::SearchBatch(request) => {
                 request.search_points.iter().try_for_each(check_search)
             }
-            VectorRequest::SearchGroups(request) => {
+            VectorOp::SearchGroups(request) => {
                 check_dense("`vector`", &request.vector)?;
                 check_limit("limit", u64::from(request.limit))?;
                 check_limit("group_size", u64::from(request.group_size))
             }
-            VectorRequest::Recommend(request) => check_limit("limit", request.limit),
-            VectorRequest::RecommendGroups(request) => {
+            VectorOp::Recommend(request) => check_limit("limit", request.limit),
+            VectorOp::RecommendGroups(request) => {
                 check_limit("limit", u64::from(request.limit))?;
                 check_limit("group_size", u64::from(request.group_size))
             }
-            VectorRequest::Discover(request) => check_limit("limit", request.limit),
-            VectorRequest::Scroll(request) => match request.limit {
+            VectorOp::Discover(request) => check_limit("limit", request.limit),
+            VectorOp::Scroll(request) => match request.limit {
                 Some(limit) => check_limit("limit", u64::from(limit)),
                 None => Ok(()),
             },
-            VectorRequest::Query(request) => check_query(request),
-            VectorRequest::QueryBatch(request) => {
-                request.query_points.iter().try_for_each(check_query)
-            }
-            VectorRequest::QueryGroups(request) => {
+            VectorOp::Query(request) => check_query(request),
+            VectorOp::QueryBatch(request) => request.query_points.iter().try_for_each(check_query),
+            VectorOp::QueryGroups(request) => {
                 check_query_vector(request.query.as_ref())?;
                 match request.limit {
                     Some(limit) => check_limit("limit", limit),
@@ -177,14 +172,14 @@ fn check_count(field: &'static str, points: usize, limits: &Limits) -> Result<()
 }
 
 fn check_size(
-    request: &VectorRequest,
+    operation: &'static str,
     message: &impl prost::Message,
     limits: &Limits,
 ) -> Result<(), InvalidRequest> {
     let bytes = message.encoded_len();
     if bytes > limits.max_bytes {
         return Err(InvalidRequest::TooLarge {
-            operation: request.operation(),
+            operation,
             bytes,
             max: limits.max_bytes,
         });

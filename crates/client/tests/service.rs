@@ -6,8 +6,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -16,14 +16,17 @@ use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, CreateCollectionBuilder, DeleteCollectionBuilder,
     DeletePayloadPointsBuilder, DeletePointsBuilder, Distance, Filter, GetPointsBuilder, PointId,
     PointStruct, PointsIdsList, QueryPointsBuilder, Range, ScrollPointsBuilder,
-    SearchBatchPointsBuilder, SearchPointsBuilder, SetPayloadPointsBuilder, UpsertPointsBuilder,
-    VectorParamsBuilder, point_id::PointIdOptions,
+    SearchBatchPointsBuilder, SearchPoints, SearchPointsBuilder, SetPayloadPointsBuilder,
+    UpsertPointsBuilder, VectorParamsBuilder, point_id::PointIdOptions,
 };
 use qdrant_tower_client::{
     ChunkOptions, InvalidRequest, QdrantService, VectorError, VectorRequest, VectorResponse,
     upsert_chunked,
 };
-use qdrant_tower_layers::{Classify, ErrorKind};
+use qdrant_tower_layers::health::HealthSnapshot;
+use qdrant_tower_layers::{
+    Classify, DeadlineLayer, ErrorKind, HealthCheck, HealthConfig, HealthStatus,
+};
 use qdrant_tower_testkit::TestServer;
 use serde_json::json;
 use tonic::{Code, Status};
@@ -494,9 +497,26 @@ async fn chunked_upsert_accounts_for_every_chunk() {
 /// What the answering server replies, given the request headers: a status, or never.
 type Reply = Arc<dyn Fn(&http::HeaderMap) -> Option<Status> + Send + Sync>;
 
-/// Answers every `qdrant.Points` call with whatever `reply` says.
+/// One call as a loopback server received it: its headers and body (its gRPC frames).
+type Call = (http::HeaderMap, Vec<u8>);
+
+/// What a loopback server received, in order.
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<Call>>>);
+
+impl Received {
+    fn calls(&self) -> Vec<Call> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Answers every `qdrant.Points` call with whatever `reply` says, after reading the whole
+/// request and recording it.
 #[derive(Clone)]
-struct Answer(Reply);
+struct Answer {
+    reply: Reply,
+    received: Received,
+}
 
 impl tonic::server::NamedService for Answer {
     const NAME: &'static str = "qdrant.Points";
@@ -512,10 +532,26 @@ impl tower::Service<http::Request<tonic::body::Body>> for Answer {
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        match (self.0)(request.headers()) {
-            Some(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
-            None => Box::pin(std::future::pending()),
-        }
+        use hyper::body::Body as _;
+        let (reply, received) = (self.reply.clone(), self.received.clone());
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let mut body = std::pin::pin!(body);
+            let mut bytes = Vec::new();
+            while let Some(Ok(frame)) =
+                std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+            {
+                if let Ok(data) = frame.into_data() {
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            let status = reply(&parts.headers);
+            received.0.lock().unwrap().push((parts.headers, bytes));
+            match status {
+                Some(status) => Ok(status.into_http()),
+                None => std::future::pending().await,
+            }
+        })
     }
 }
 
@@ -534,16 +570,34 @@ impl Drop for Serving {
 async fn answering(
     reply: impl Fn(&http::HeaderMap) -> Option<Status> + Send + Sync + 'static,
 ) -> Serving {
-    serve(tonic::transport::Server::builder(), reply).await
+    serve(
+        tonic::transport::Server::builder(),
+        reply,
+        Received::default(),
+    )
+    .await
+}
+
+/// An answering server that records what it receives.
+async fn recording(
+    reply: impl Fn(&http::HeaderMap) -> Option<Status> + Send + Sync + 'static,
+) -> (Serving, Received) {
+    let received = Received::default();
+    let server = serve(tonic::transport::Server::builder(), reply, received.clone()).await;
+    (server, received)
 }
 
 async fn serve(
     mut server: tonic::transport::Server,
     reply: impl Fn(&http::HeaderMap) -> Option<Status> + Send + Sync + 'static,
+    received: Received,
 ) -> Serving {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = server.add_service(Answer(Arc::new(reply)));
+    let router = server.add_service(Answer {
+        reply: Arc::new(reply),
+        received,
+    });
     let task = tokio::spawn(async move {
         router
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
@@ -754,7 +808,12 @@ async fn tls_connects_with_a_trusted_certificate() {
     let server = tonic::transport::Server::builder()
         .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(&cert_pem, &key_pem)))
         .unwrap();
-    let server = serve(server, |_| Some(Status::not_found("over tls"))).await;
+    let server = serve(
+        server,
+        |_| Some(Status::not_found("over tls")),
+        Received::default(),
+    )
+    .await;
 
     let trusted = QdrantService::builder()
         .endpoint(format!("https://localhost:{}", server.addr.port()))
@@ -832,4 +891,227 @@ async fn gzip_and_message_size_options_apply_to_every_call() {
     );
     assert!(!error.maybe_sent());
     send(&gzip, DeleteCollectionBuilder::new(&name)).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deadlines and the health check.
+
+/// The `grpc-timeout` header a call carried (`<digits><unit>`, as gRPC over HTTP/2 defines it).
+fn grpc_timeout(headers: &http::HeaderMap) -> Duration {
+    let value = headers
+        .get("grpc-timeout")
+        .expect("grpc-timeout is sent")
+        .to_str()
+        .unwrap();
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().unwrap();
+    match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => panic!("bad grpc-timeout {value}"),
+    }
+}
+
+/// The `SearchPoints` a recorded call carried (one uncompressed gRPC frame).
+fn search_sent(body: &[u8]) -> SearchPoints {
+    use prost::Message;
+    assert_eq!(body[0], 0, "uncompressed");
+    let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    SearchPoints::decode(&body[5..5 + length]).expect("a SearchPoints message")
+}
+
+#[tokio::test]
+async fn a_deadline_shortens_grpc_timeout_and_bounds_the_server_side_timeout() {
+    let (server, received) = recording(|_| Some(Status::not_found("recorded"))).await;
+    let service = |timeout: u64| {
+        QdrantService::builder()
+            .endpoint(format!("http://{}", server.addr))
+            .request_timeout(Some(Duration::from_millis(timeout)))
+            .build()
+            .unwrap()
+    };
+    let long = service(5_000);
+    let short = service(100);
+
+    // 300 ms left, request timeout 5 s: the deadline decides, rounded up to 1 s in the field.
+    let error = long
+        .clone()
+        .oneshot(search().with_timeout(Duration::from_millis(300)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
+    // 2.5 s left: 3 s in the field (rounded up), but a smaller value of the caller's stays.
+    long.clone()
+        .oneshot(search().with_timeout(Duration::from_millis(2_500)))
+        .await
+        .unwrap_err();
+    let mut own = SearchPointsBuilder::new("docs", vec![1.0, 0.0], 3)
+        .timeout(1)
+        .build();
+    long.clone()
+        .oneshot(VectorRequest::from(own.clone()).with_timeout(Duration::from_millis(2_500)))
+        .await
+        .unwrap_err();
+    // A request timeout of 100 ms is shorter than the 2.5 s left: it decides.
+    short
+        .clone()
+        .oneshot(search().with_timeout(Duration::from_millis(2_500)))
+        .await
+        .unwrap_err();
+    // No deadline: the request timeout, and the message's field untouched.
+    long.clone().oneshot(search()).await.unwrap_err();
+
+    let calls = received.calls();
+    assert_eq!(calls.len(), 5);
+    let sent: Vec<_> = calls
+        .iter()
+        .map(|(headers, body)| (grpc_timeout(headers), search_sent(body).timeout))
+        .collect();
+    let (timeout, field) = sent[0];
+    assert!(
+        timeout <= Duration::from_millis(300) && timeout > Duration::from_millis(200),
+        "{timeout:?}"
+    );
+    assert_eq!(field, Some(1));
+    let (timeout, field) = sent[1];
+    assert!(
+        timeout <= Duration::from_millis(2_500) && timeout > Duration::from_secs(2),
+        "{timeout:?}"
+    );
+    assert_eq!(field, Some(3));
+    own.timeout = Some(1);
+    assert_eq!(search_sent(&calls[2].1), own, "the caller's 1 s is kept");
+    let (timeout, field) = sent[3];
+    assert!(timeout <= Duration::from_millis(100), "{timeout:?}");
+    assert_eq!(field, Some(1));
+    let (timeout, field) = sent[4];
+    assert!(
+        timeout <= Duration::from_secs(5) && timeout > Duration::from_secs(4),
+        "{timeout:?}"
+    );
+    assert_eq!(field, None);
+}
+
+#[tokio::test]
+async fn an_expired_deadline_fails_at_once_and_sends_nothing() {
+    let (server, received) = recording(|_| Some(Status::not_found("recorded"))).await;
+    let service = QdrantService::from_url(format!("http://{}", server.addr)).unwrap();
+
+    let error = service
+        .clone()
+        .oneshot(search().with_deadline(tokio::time::Instant::now()))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    assert!(!error.maybe_sent(), "{error:?}");
+    assert_eq!(
+        (error.operation(), error.collection()),
+        ("search", Some("docs"))
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("deadline passed before the call was sent"),
+        "{error}"
+    );
+
+    // A deadline layer in front sees it first: a timeout that was not sent either.
+    let error = tower::ServiceBuilder::new()
+        .layer(DeadlineLayer::new(Duration::from_secs(5)))
+        .service(service.clone())
+        .oneshot(search().with_deadline(tokio::time::Instant::now()))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    assert!(!error.maybe_sent(), "{error:?}");
+
+    assert!(received.calls().is_empty(), "nothing reached the server");
+    // The server does record a call that is sent.
+    service.oneshot(search()).await.unwrap_err();
+    assert_eq!(received.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_cut_at_the_deadline() {
+    let server = answering(|_| None).await;
+    let service = QdrantService::builder()
+        .endpoint(format!("http://{}", server.addr))
+        .request_timeout(Some(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(2),
+        service.oneshot(search().with_timeout(Duration::from_millis(300))),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let error = outcome.expect("cut at the deadline").unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    assert!(error.maybe_sent(), "the server has it: {error:?}");
+    assert!(
+        elapsed >= Duration::from_millis(290) && elapsed < Duration::from_secs(1),
+        "{elapsed:?}"
+    );
+}
+
+/// Polls `check` until `done` holds, for at most `bound`.
+async fn until(check: &HealthCheck, bound: Duration, done: impl Fn(&HealthSnapshot) -> bool) {
+    let started = std::time::Instant::now();
+    loop {
+        let snapshot = check.snapshot();
+        if done(&snapshot) {
+            return;
+        }
+        assert!(started.elapsed() < bound, "still {snapshot:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_health_check_probes_qdrants_health_rpc() {
+    let backend = Backend::start().await;
+    let fast = |name: &str| {
+        HealthConfig::testing()
+            .with_name(name)
+            .with_interval(Duration::from_millis(50))
+            .with_probe_timeout(Duration::from_millis(500))
+            .with_unhealthy_after(3)
+    };
+
+    let check = backend.service().health_check(fast("up")).unwrap();
+    until(&check, Duration::from_secs(2), |s| {
+        s.consecutive_successes >= 2
+    })
+    .await;
+    let snapshot = check.snapshot();
+    assert_eq!(snapshot.status, HealthStatus::Healthy);
+    assert_eq!(
+        (snapshot.consecutive_failures, snapshot.last_error),
+        (0, None)
+    );
+
+    let started = std::time::Instant::now();
+    let nothing = QdrantService::from_url(format!("http://{}", closed_port().await)).unwrap();
+    let check = nothing.health_check(fast("down")).unwrap();
+    let mut status = check.subscribe();
+    tokio::time::timeout(Duration::from_secs(2), status.wait_for(|s| !s.is_healthy()))
+        .await
+        .expect("unhealthy within 2 s")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let snapshot = check.snapshot();
+    assert_eq!(snapshot.status, HealthStatus::Unhealthy);
+    assert!(snapshot.consecutive_failures >= 3, "{snapshot:?}");
+    assert!(snapshot.last_error.is_some(), "{snapshot:?}");
+
+    // A bad configuration is refused, naming the field.
+    let error = nothing
+        .health_check(HealthConfig::default().with_unhealthy_after(0))
+        .unwrap_err();
+    assert_eq!(error.field(), "unhealthy_after");
 }
