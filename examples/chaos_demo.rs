@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use qdrant_tower::layers::breaker::{Breaker, BreakerConfig, BreakerState};
 use qdrant_tower::layers::health::{HealthCheck, HealthConfig, HealthGateLayer, HealthStatus};
-use qdrant_tower::layers::retry::{KindPolicy, RetryBudget, RetryLayer, RetryPolicy};
+use qdrant_tower::layers::retry::{
+    BudgetSettings, KindPolicy, RetryBudget, RetryLayer, RetryPolicy,
+};
 use qdrant_tower::layers::{AttemptTimeoutLayer, DeadlineLayer};
 use qdrant_tower::qdrant::{
     CreateCollectionBuilder, Distance, GetPointsBuilder, PointId, PointStruct, SearchPointsBuilder,
@@ -44,7 +46,7 @@ const PACE: Duration = Duration::from_millis(20);
 /// Every 5th call of a worker is an upsert of a fresh point, the others are searches.
 const UPSERT_EVERY: u64 = 5;
 /// The whole call, retries included.
-const DEADLINE: Duration = Duration::from_secs(1);
+const DEADLINE: Duration = Duration::from_secs(2);
 /// One attempt.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(300);
 /// The columns of the live table, in order; any other kind is counted under "other".
@@ -121,10 +123,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         VectorRequest::health_check(),
     )?;
     health.link_breaker(breaker.clone());
-    // The default table at demo scale: the same kinds and attempts, shorter delays.
+    // The default table at demo scale: the same kinds and attempts, shorter delays; a budget
+    // of 10 % of calls plus 5 retries a second over a 2 s window (the default: 20 % plus 10 a
+    // second over 10 s), so that its refusals show within a 2 s step.
     let ms = Duration::from_millis;
     let retry = RetryLayer::new(
         RetryPolicy::default()
+            .with_budget(BudgetSettings {
+                ttl: Duration::from_secs(2),
+                min_per_sec: 5,
+                retry_percent: 0.1,
+            })
             .with_kind(
                 ErrorKind::Connect,
                 KindPolicy::exponential(3, ms(20), ms(200)),
@@ -159,7 +168,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "server {}, proxy {}, {WORKERS} callers x {} calls/s; deadline {DEADLINE:?}, attempt \
          timeout {ATTEMPT_TIMEOUT:?};\nretry: the default kinds and attempts at demo-scale delays, \
-         budget 20% + 10/s; health: probe every 200 ms, 3 failures -> unhealthy;\nbreaker: 5 \
+         budget 10% + 5/s; health: probe every 200 ms, 3 failures -> unhealthy;\nbreaker: 5 \
          failures in a row or 50% of 20 calls, open 1 s\n",
         server.addr(),
         proxy.addr(),

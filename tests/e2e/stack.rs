@@ -499,7 +499,9 @@ mod deadlines_budget_health {
             .service(backend);
         call(&mut service).await.expect("healthy at first");
 
+        // Qdrant becomes unreachable: new connections refused, open ones reset.
         proxy.refuse(true).await.unwrap();
+        proxy.reset_all().await;
         let mut status = check.subscribe();
         tokio::time::timeout(Duration::from_secs(5), status.wait_for(|s| !s.is_healthy()))
             .await
