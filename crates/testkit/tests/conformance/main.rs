@@ -1,9 +1,17 @@
-//! The testkit server as a client sees it: every request goes through qdrant-client's generated
-//! tonic clients and is built with qdrant-client's builders.
+//! The conformance suite: the testkit server as any Qdrant client sees it. Every request goes
+//! through qdrant-client's generated tonic clients (or its high-level `Qdrant` client) and is
+//! built with qdrant-client's builders; the same cases, with the same assertions, run against
+//! the embedded server and, with `QDRANT_URL` set (e.g. `http://localhost:6334`, plus
+//! `QDRANT_API_KEY` if needed), against that real Qdrant:
 //!
-//! With `QDRANT_URL` set (e.g. `http://localhost:6334`) the same tests run against that Qdrant
-//! instead of a `TestServer`, which is how the testkit is checked against the real thing. Tests
-//! of testkit-only behaviour (unimplemented RPCs, persistence, shutdown) then return early.
+//! ```sh
+//! QDRANT_URL=http://localhost:6334 cargo test -p qdrant-tower-testkit --test conformance
+//! ```
+//!
+//! Tests of testkit-only behaviour (unimplemented RPCs, persistence, restart, fault injection)
+//! check `Target::is_testkit` and return early against a real Qdrant.
+//!
+//! One binary, modules by area, so the engine is linked once.
 
 // qdrant-client deprecates `search`, `search_batch` and `recommend` in favour of `query`, but the
 // RPCs remain in Qdrant's API and the testkit serves (or refuses) them like Qdrant does.
