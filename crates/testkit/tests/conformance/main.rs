@@ -17,6 +17,8 @@
 // RPCs remain in Qdrant's API and the testkit serves (or refuses) them like Qdrant does.
 #![allow(deprecated)]
 
+mod client;
+
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
