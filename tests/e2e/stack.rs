@@ -295,21 +295,6 @@ mod deadlines_budget_health {
         Duration::from_millis(n)
     }
 
-    /// `grpc-timeout` as the server received it (`<digits><unit>`), as a duration.
-    fn grpc_timeout(value: &str) -> Duration {
-        let (digits, unit) = value.split_at(value.len() - 1);
-        let n: u64 = digits.parse().expect("grpc-timeout digits");
-        match unit {
-            "H" => Duration::from_secs(n * 3600),
-            "M" => Duration::from_secs(n * 60),
-            "S" => Duration::from_secs(n),
-            "m" => Duration::from_millis(n),
-            "u" => Duration::from_micros(n),
-            "n" => Duration::from_nanos(n),
-            other => panic!("unknown grpc-timeout unit {other}"),
-        }
-    }
-
     #[tokio::test]
     async fn a_rate_limited_call_is_never_retried_sooner_than_retry_after() {
         let server = TestServer::start().await.unwrap();
@@ -371,10 +356,8 @@ mod deadlines_budget_health {
             FaultRule::new(Fault::hang())
                 .rpc(Rpc::Search)
                 .when(move |call| {
-                    if let Some(value) = call.metadata().get("grpc-timeout") {
-                        let value = value.to_str().unwrap_or_default().to_owned();
-                        seen.lock().unwrap().push(grpc_timeout(&value));
-                    }
+                    let sent = call.grpc_timeout().expect("grpc-timeout is sent");
+                    seen.lock().unwrap().push(sent);
                     true
                 }),
         );

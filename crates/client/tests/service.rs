@@ -28,6 +28,7 @@ use qdrant_tower_layers::{
     Classify, DeadlineLayer, ErrorKind, HealthCheck, HealthConfig, HealthStatus,
 };
 use qdrant_tower_testkit::TestServer;
+use qdrant_tower_testkit::faults::parse_grpc_timeout;
 use serde_json::json;
 use tonic::{Code, Status};
 use tower::ServiceExt;
@@ -898,22 +899,9 @@ async fn gzip_and_message_size_options_apply_to_every_call() {
 
 /// The `grpc-timeout` header a call carried (`<digits><unit>`, as gRPC over HTTP/2 defines it).
 fn grpc_timeout(headers: &http::HeaderMap) -> Duration {
-    let value = headers
-        .get("grpc-timeout")
-        .expect("grpc-timeout is sent")
-        .to_str()
-        .unwrap();
-    let (digits, unit) = value.split_at(value.len() - 1);
-    let n: u64 = digits.parse().unwrap();
-    match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
-        _ => panic!("bad grpc-timeout {value}"),
-    }
+    let value = headers.get("grpc-timeout").expect("grpc-timeout is sent");
+    let value = value.to_str().unwrap();
+    parse_grpc_timeout(value).unwrap_or_else(|| panic!("bad grpc-timeout {value}"))
 }
 
 /// The `SearchPoints` a recorded call carried (one uncompressed gRPC frame).

@@ -74,8 +74,9 @@ where
         };
         let total = at.saturating_duration_since(now);
         if total.is_zero() {
-            return ResponseFuture::expired(total);
+            return ResponseFuture::expired(DeadlineExceeded::new(total, Some(0)));
         }
-        ResponseFuture::new(self.inner.call(request), at, total)
+        let exceeded = DeadlineExceeded::new(total, None);
+        ResponseFuture::new(self.inner.call(request), at, exceeded)
     }
 }

@@ -110,7 +110,7 @@ pub use active::Faults;
 pub use calls::CallLog;
 pub use plan::{
     Fault, FaultPlan, FaultRequest, FaultRule, INSUFFICIENT_STORAGE_HEADER, RETRY_AFTER_HEADER,
-    Trigger,
+    Trigger, parse_grpc_timeout,
 };
 pub use rpc::Rpc;
 pub(crate) use rpc::qdrant_rpcs;

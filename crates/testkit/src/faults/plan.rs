@@ -342,6 +342,40 @@ impl<'a> FaultRequest<'a> {
     pub fn metadata(&self) -> &'a MetadataMap {
         self.metadata
     }
+
+    /// How long the client said it would wait (its `grpc-timeout` header), if it said.
+    pub fn grpc_timeout(&self) -> Option<Duration> {
+        parse_grpc_timeout(self.metadata.get("grpc-timeout")?.to_str().ok()?)
+    }
+}
+
+/// A `grpc-timeout` header value (`<up to 8 digits><unit>`, unit one of `H M S m u n`, as gRPC
+/// over HTTP/2 defines it) as a duration; `None` when malformed.
+///
+/// ```
+/// use std::time::Duration;
+/// use qdrant_tower_testkit::faults::parse_grpc_timeout;
+///
+/// assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+/// assert_eq!(parse_grpc_timeout("1500000u"), Some(Duration::from_millis(1500)));
+/// assert_eq!(parse_grpc_timeout("5x"), None);
+/// ```
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let unit = value.chars().last()?;
+    let digits = &value[..value.len() - unit.len_utf8()];
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        'H' => Duration::from_secs(n * 3600),
+        'M' => Duration::from_secs(n * 60),
+        'S' => Duration::from_secs(n),
+        'm' => Duration::from_millis(n),
+        'u' => Duration::from_micros(n),
+        'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 impl fmt::Debug for FaultRequest<'_> {
