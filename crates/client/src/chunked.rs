@@ -6,7 +6,7 @@ use qdrant_client::qdrant::{PointsOperationResponse, UpsertPoints};
 use tower::ServiceExt;
 use tower_service::Service;
 
-use crate::request::{VectorRequest, VectorResponse};
+use crate::request::{VectorOp, VectorRequest, VectorResponse};
 
 /// How [`upsert_chunked`] splits and sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,35 +124,45 @@ where
         .map(|(index, chunk)| {
             let service = service.clone();
             async move {
-                let result = service.oneshot(VectorRequest::from(chunk.clone())).await;
-                (index, chunk, result)
+                let points = chunk.points.len();
+                let request = VectorRequest::from(chunk);
+                // Kept for the report: a clone shares the points instead of copying them.
+                let kept = request.clone();
+                let result = service.oneshot(request).await;
+                (index, points, kept, result)
             }
         })
         .buffer_unordered(options.concurrency.max(1))
         .collect()
         .await;
-    outcomes.sort_by_key(|(index, _, _)| *index);
+    outcomes.sort_by_key(|(index, _, _, _)| *index);
 
     let mut report = ChunkedUpsert {
         succeeded: Vec::new(),
         failed: Vec::new(),
     };
-    for (index, request, result) in outcomes {
+    for (index, points, kept, result) in outcomes {
         match result {
             Ok(VectorResponse::Upsert(response)) => report.succeeded.push(ChunkSuccess {
                 index,
-                points: request.points.len(),
+                points,
                 response,
             }),
             Ok(other) => unreachable!(
                 "an upsert was answered with a {} response",
                 other.operation()
             ),
-            Err(error) => report.failed.push(FailedChunk {
-                index,
-                request,
-                error,
-            }),
+            Err(error) => {
+                // The service is done with the request: this moves the points out, uncopied.
+                let VectorOp::Upsert(request) = kept.into_op() else {
+                    unreachable!("the chunk was built as an upsert")
+                };
+                report.failed.push(FailedChunk {
+                    index,
+                    request,
+                    error,
+                });
+            }
         }
     }
     report

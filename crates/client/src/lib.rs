@@ -11,7 +11,8 @@
 //!   whether the request may have reached the server. It implements
 //!   [`Classify`](qdrant_tower_layers::Classify), so the resilience layers can act on it.
 //! - [`QdrantService`]: sends each request exactly once over qdrant-client's generated tonic
-//!   clients, after validating it ([`Limits`]).
+//!   clients (the big writes by reference, over the same RPCs), after validating it
+//!   ([`Limits`]).
 //! - [`upsert_chunked`]: a large upsert as bounded-concurrency chunks, none silently lost.
 //!
 //! This crate decides no policy: it never retries, waits or gives up on its own beyond the
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod by_ref;
 mod chunked;
 mod error;
 mod request;

@@ -23,6 +23,7 @@
 //!   snapshot makes another snapshot, deleting one fails the second time, and cluster setup
 //!   moves shards: not idempotent.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use qdrant_client::qdrant::{
@@ -51,8 +52,10 @@ use qdrant_client::qdrant::{
 };
 use qdrant_tower_layers::RequestInfo;
 use tokio::time::Instant;
+use tonic::client::Grpc;
 use tonic::transport::Channel;
 
+use crate::by_ref::{self, ByRef};
 use crate::service::CallOptions;
 
 /// Generates `VectorOp`, `VectorResponse` and everything per operation from one table.
@@ -154,7 +157,7 @@ macro_rules! vector_ops {
         // Qdrant deprecated search, recommend and discover (and their batch and group forms)
         // in favour of query, but still serves them; users who send them get them sent.
         #[allow(deprecated)]
-        pub(crate) async fn dispatch(
+        async fn dispatch_owned(
             channel: Channel,
             options: &CallOptions,
             op: VectorOp,
@@ -203,6 +206,60 @@ macro_rules! vector_ops {
     (@client qdrant $channel:ident $options:ident) => { $options.configure(QdrantClient::new($channel)) };
 }
 
+/// Sends `op` over `channel` with `timeout` as `grpc-timeout` and, when `server_timeout` is
+/// set, the message's server-side `timeout` field bounded by it.
+///
+/// The big writes (upsert, update vectors, update batch: the operations that carry vectors in
+/// bulk) go by reference through [`by_ref`], the same RPC without copying the shared message;
+/// every other operation is taken out of the `Arc` (copied only if a clone of the request is
+/// still alive) and sent by its generated client.
+pub(crate) async fn dispatch(
+    channel: Channel,
+    options: &CallOptions,
+    op: Arc<VectorOp>,
+    timeout: Option<Duration>,
+    server_timeout: Option<Duration>,
+) -> Result<VectorResponse, tonic::Status> {
+    macro_rules! by_reference {
+        ($variant:ident($message:ty), $method:literal) => {{
+            fn message(op: &VectorOp) -> &$message {
+                match op {
+                    VectorOp::$variant(message) => message,
+                    _ => unreachable!("matched by dispatch"),
+                }
+            }
+            let patch = server_timeout.map(|limit| {
+                let mut patch = <$message>::default();
+                patch.timeout = Some(bound_seconds(message(&op).timeout, limit));
+                patch
+            });
+            let item = ByRef { op, message, patch };
+            let rpc = (
+                "qdrant.Points",
+                $method,
+                concat!("/qdrant.Points/", $method),
+            );
+            by_ref::unary(channel, options, item, timeout, rpc)
+                .await
+                .map(VectorResponse::$variant)
+        }};
+    }
+    match *op {
+        VectorOp::Upsert(_) => by_reference!(Upsert(UpsertPoints), "Upsert"),
+        VectorOp::UpdateVectors(_) => {
+            by_reference!(UpdateVectors(UpdatePointVectors), "UpdateVectors")
+        }
+        VectorOp::UpdateBatch(_) => by_reference!(UpdateBatch(UpdateBatchPoints), "UpdateBatch"),
+        _ => {
+            let mut op = Arc::unwrap_or_clone(op);
+            if let Some(limit) = server_timeout {
+                op.bound_server_timeout(limit);
+            }
+            dispatch_owned(channel, options, op, timeout).await
+        }
+    }
+}
+
 /// The server-side timeout (whole seconds) for a call with `limit` left: `limit` rounded up,
 /// at least 1, or `own` if that is smaller.
 pub(crate) fn bound_seconds(own: Option<u64>, limit: Duration) -> u64 {
@@ -215,7 +272,8 @@ pub(crate) fn bound_seconds(own: Option<u64>, limit: Duration) -> u64 {
 }
 
 /// Applies the per-client options (compression, message size limits) the same way to every
-/// generated client type.
+/// generated client type, and to the bare `Grpc` client that sends the big writes by
+/// reference.
 macro_rules! impl_configure {
     ($($client:ident),*) => {$(
         impl crate::service::Configure for $client<Channel> {
@@ -232,7 +290,8 @@ impl_configure!(
     PointsClient,
     CollectionsClient,
     SnapshotsClient,
-    QdrantClient
+    QdrantClient,
+    Grpc
 );
 
 fn name(collection: &str) -> Option<&str> {
@@ -440,17 +499,30 @@ from_builders! {
 /// rounded up, never raised above a value the message already has), and enforced on the
 /// client. The deadline is a [`tokio::time::Instant`], so a paused Tokio clock governs it.
 ///
+/// # Clone is cheap
+/// The operation is shared, not copied: cloning a request (as the retry layer does for every
+/// call, to keep it for a retry) costs a reference count, however many points it carries.
+/// [`op_mut`](Self::op_mut) and [`into_op`](Self::into_op) copy the operation only while a
+/// clone still shares it. [`QdrantService`](crate::QdrantService) sends the big writes
+/// (upsert, update vectors, update batch) straight from the shared operation, without
+/// copying them; other operations are copied only if a clone is still alive when they are
+/// sent (the retry layer keeps one), which for a search or a read costs little beside the
+/// call.
+///
 /// [`ErrorKind::Timeout`]: qdrant_tower_layers::ErrorKind::Timeout
 #[derive(Debug, Clone, PartialEq)]
 pub struct VectorRequest {
-    op: VectorOp,
+    op: Arc<VectorOp>,
     deadline: Option<Instant>,
 }
 
 impl VectorRequest {
     /// A request for `op`, without a deadline.
     pub fn new(op: VectorOp) -> Self {
-        VectorRequest { op, deadline: None }
+        VectorRequest {
+            op: Arc::new(op),
+            deadline: None,
+        }
     }
 
     /// What the request does.
@@ -458,13 +530,20 @@ impl VectorRequest {
         &self.op
     }
 
-    /// What the request does, to change it.
+    /// What the request does, to change it. The operation is copied first if a clone of this
+    /// request shares it (clones never see each other's changes).
     pub fn op_mut(&mut self) -> &mut VectorOp {
-        &mut self.op
+        Arc::make_mut(&mut self.op)
     }
 
-    /// The operation, without the deadline.
+    /// The operation, without the deadline; copied only if a clone of this request still
+    /// shares it.
     pub fn into_op(self) -> VectorOp {
+        Arc::unwrap_or_clone(self.op)
+    }
+
+    /// The operation as shared by every clone of the request.
+    pub(crate) fn into_shared(self) -> Arc<VectorOp> {
         self.op
     }
 
@@ -586,6 +665,26 @@ mod tests {
             cloned.into_op(),
             VectorOp::HealthCheck(HealthCheckRequest {})
         );
+    }
+
+    #[test]
+    fn clones_share_the_operation_until_one_changes_it() {
+        let points = vec![PointStruct::new(1, vec![0.5_f32; 8], [("k", "v".into())])];
+        let original: VectorRequest = UpsertPointsBuilder::new("docs", points).into();
+        let mut copy = original.clone();
+        assert!(
+            Arc::ptr_eq(&original.op, &copy.op),
+            "a clone shares the operation"
+        );
+        let VectorOp::Upsert(upsert) = copy.op_mut() else {
+            unreachable!()
+        };
+        upsert.collection_name = "other".into();
+        assert!(!Arc::ptr_eq(&original.op, &copy.op));
+        assert_eq!(original.collection(), Some("docs"));
+        assert_eq!(copy.collection(), Some("other"));
+        // Alone again: `into_op` moves the operation out without copying it.
+        assert_eq!(Arc::strong_count(&original.op), 1);
     }
 
     #[test]

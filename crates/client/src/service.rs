@@ -31,6 +31,12 @@ const API_KEY_HEADER: &str = "api-key";
 /// sends each request exactly once: retrying is the job of the retry layer, which knows the
 /// error kind and whether the request is idempotent.
 ///
+/// The big writes (upsert, update vectors, update batch) are sent over the same RPCs with
+/// tonic's `Grpc` client and a prost codec that encodes the message where the request holds
+/// it: a [`VectorRequest`] shares its operation with its clones (the retry layer keeps one),
+/// and copying thousands of vectors for each call would cost more than the layers do. Other
+/// operations use the generated clients, which take the message by value.
+///
 /// Each call is validated first ([`VectorRequest::validate`]); an invalid request fails with
 /// [`ErrorKind::InvalidRequest`] without touching the network. Every failure is a
 /// [`VectorError`] with its [`ErrorKind`].
@@ -46,7 +52,11 @@ const API_KEY_HEADER: &str = "api-key";
 ///   is sent as `grpc-timeout` (Qdrant drops a call nobody waits for), enforced on the client
 ///   over the whole call (response body included), and written to the message's own
 ///   server-side `timeout` field where the message has one ([`VectorOp::server_timeout`]): in
-///   whole seconds, rounded up (at least 1), keeping a smaller value the caller set.
+///   whole seconds, rounded up (at least 1), keeping a smaller value the caller set. The big
+///   writes, sent straight from the shared request (see above), are not modified: the field
+///   follows the message on the wire as a second encoding of the same message type that holds
+///   only it, which protobuf decodes as a merge, so Qdrant reads the message with the field
+///   set.
 ///
 /// The configured request timeout alone never touches the message's `timeout` field.
 ///
@@ -230,18 +240,15 @@ impl Service<VectorRequest> for QdrantService {
             }
             None => (configured, false),
         };
-        let has_deadline = request.deadline().is_some();
+        // With a deadline, Qdrant's own `timeout` field also bounds the work it does for the
+        // call (a search stops early, a write with `wait` stops waiting).
+        let server_timeout = request.deadline().and(limit);
         let collection = request.collection().map(str::to_owned);
-        let mut op = request.into_op();
-        if has_deadline && let Some(limit) = limit {
-            // Qdrant's own `timeout` field bounds the work it does for the call (a search
-            // stops early, a write with `wait` stops waiting).
-            op.bound_server_timeout(limit);
-        }
+        let op = request.into_shared();
         let channel = self.ready.take().unwrap_or_else(|| self.shared.pick());
         let shared = Arc::clone(&self.shared);
         ResponseFuture::called(Box::pin(async move {
-            let call = dispatch(channel, &shared.options, op, limit);
+            let call = dispatch(channel, &shared.options, op, limit, server_timeout);
             // tonic's own timeout (from `grpc-timeout`) ends when the response headers arrive;
             // this one bounds the whole call, body included.
             let outcome = match limit {

@@ -12,12 +12,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use qdrant_client::Payload;
+use qdrant_client::qdrant::points_update_operation::{self, PointStructList};
 use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, CreateCollectionBuilder, DeleteCollectionBuilder,
     DeletePayloadPointsBuilder, DeletePointsBuilder, Distance, Filter, GetPointsBuilder, PointId,
-    PointStruct, PointsIdsList, QueryPointsBuilder, Range, ScrollPointsBuilder,
-    SearchBatchPointsBuilder, SearchPoints, SearchPointsBuilder, SetPayloadPointsBuilder,
-    UpsertPointsBuilder, VectorParamsBuilder, point_id::PointIdOptions,
+    PointStruct, PointVectors, PointsIdsList, PointsUpdateOperation, QueryPointsBuilder, Range,
+    ScrollPointsBuilder, SearchBatchPointsBuilder, SearchPoints, SearchPointsBuilder,
+    SetPayloadPointsBuilder, UpdateBatchPoints, UpdateBatchPointsBuilder, UpdatePointVectors,
+    UpdatePointVectorsBuilder, UpsertPoints, UpsertPointsBuilder, VectorParamsBuilder,
+    point_id::PointIdOptions,
 };
 use qdrant_tower_client::{
     ChunkOptions, InvalidRequest, QdrantService, VectorError, VectorRequest, VectorResponse,
@@ -25,13 +28,14 @@ use qdrant_tower_client::{
 };
 use qdrant_tower_layers::health::HealthSnapshot;
 use qdrant_tower_layers::{
-    Classify, DeadlineLayer, ErrorKind, HealthCheck, HealthConfig, HealthStatus,
+    Classify, DeadlineLayer, ErrorKind, HealthCheck, HealthConfig, HealthStatus, RetryLayer,
+    RetryPolicy,
 };
 use qdrant_tower_testkit::TestServer;
 use qdrant_tower_testkit::faults::parse_grpc_timeout;
 use serde_json::json;
 use tonic::{Code, Status};
-use tower::ServiceExt;
+use tower::{Layer, ServiceExt};
 
 /// The backend under test: a real Qdrant when `QDRANT_URL` is set, else an embedded server.
 struct Backend {
@@ -904,12 +908,12 @@ fn grpc_timeout(headers: &http::HeaderMap) -> Duration {
     parse_grpc_timeout(value).unwrap_or_else(|| panic!("bad grpc-timeout {value}"))
 }
 
-/// The `SearchPoints` a recorded call carried (one uncompressed gRPC frame).
-fn search_sent(body: &[u8]) -> SearchPoints {
-    use prost::Message;
+/// The one message a recorded call carried (one uncompressed gRPC frame).
+fn message_sent<M: prost::Message + Default>(body: &[u8]) -> M {
     assert_eq!(body[0], 0, "uncompressed");
     let length = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
-    SearchPoints::decode(&body[5..5 + length]).expect("a SearchPoints message")
+    assert_eq!(body.len(), 5 + length, "one message");
+    M::decode(&body[5..]).expect("the message type sent")
 }
 
 #[tokio::test]
@@ -957,7 +961,12 @@ async fn a_deadline_shortens_grpc_timeout_and_bounds_the_server_side_timeout() {
     assert_eq!(calls.len(), 5);
     let sent: Vec<_> = calls
         .iter()
-        .map(|(headers, body)| (grpc_timeout(headers), search_sent(body).timeout))
+        .map(|(headers, body)| {
+            (
+                grpc_timeout(headers),
+                message_sent::<SearchPoints>(body).timeout,
+            )
+        })
         .collect();
     let (timeout, field) = sent[0];
     assert!(
@@ -972,7 +981,11 @@ async fn a_deadline_shortens_grpc_timeout_and_bounds_the_server_side_timeout() {
     );
     assert_eq!(field, Some(3));
     own.timeout = Some(1);
-    assert_eq!(search_sent(&calls[2].1), own, "the caller's 1 s is kept");
+    assert_eq!(
+        message_sent::<SearchPoints>(&calls[2].1),
+        own,
+        "the caller's 1 s is kept"
+    );
     let (timeout, field) = sent[3];
     assert!(timeout <= Duration::from_millis(100), "{timeout:?}");
     assert_eq!(field, Some(1));
@@ -1102,4 +1115,141 @@ async fn the_health_check_probes_qdrants_health_rpc() {
         .health_check(HealthConfig::default().with_unhealthy_after(0))
         .unwrap_err();
     assert_eq!(error.field(), "unhealthy_after");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The big writes, sent by reference.
+
+fn vectors_of(id: u64, first: f32) -> PointVectors {
+    PointVectors {
+        id: Some(id.into()),
+        vectors: Some(vec![first, 0.0, 0.0, 1.0].into()),
+    }
+}
+
+#[tokio::test]
+async fn big_writes_arrive_whole_with_the_deadline_in_their_timeout_field() {
+    let (server, received) = recording(|_| Some(Status::not_found("recorded"))).await;
+    // A retry layer keeps a clone of each request: the writes are sent from the shared copy.
+    let service = RetryLayer::new(RetryPolicy::default()).unwrap().layer(
+        QdrantService::builder()
+            .endpoint(format!("http://{}", server.addr))
+            .build()
+            .unwrap(),
+    );
+    let upsert = UpsertPointsBuilder::new("docs", sample_points())
+        .wait(true)
+        .build();
+    let vectors = UpdatePointVectorsBuilder::new("docs", vec![vectors_of(1, 0.5)])
+        .timeout(1)
+        .build();
+    let batch = UpdateBatchPointsBuilder::new(
+        "docs",
+        vec![PointsUpdateOperation::from(
+            points_update_operation::Operation::Upsert(PointStructList {
+                points: sample_points(),
+                ..Default::default()
+            }),
+        )],
+    )
+    .build();
+    let deadline = Duration::from_millis(2_500);
+    for request in [
+        VectorRequest::from(upsert.clone()).with_timeout(deadline),
+        VectorRequest::from(vectors.clone()).with_timeout(deadline),
+        VectorRequest::from(batch.clone()).with_timeout(deadline),
+        VectorRequest::from(upsert.clone()),
+    ] {
+        let error = service.clone().oneshot(request).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
+    }
+
+    let calls = received.calls();
+    assert_eq!(calls.len(), 4, "one call each, none retried");
+    let paths: Vec<_> = calls
+        .iter()
+        .map(|(headers, _)| grpc_timeout(headers) <= deadline)
+        .collect();
+    assert_eq!(paths, [true, true, true, false]);
+    // Rounded up to 3 s; the caller's smaller 1 s kept; no deadline, no field.
+    assert_eq!(
+        message_sent::<UpsertPoints>(&calls[0].1),
+        UpsertPoints {
+            timeout: Some(3),
+            ..upsert.clone()
+        }
+    );
+    assert_eq!(message_sent::<UpdatePointVectors>(&calls[1].1), vectors);
+    assert_eq!(
+        message_sent::<UpdateBatchPoints>(&calls[2].1),
+        UpdateBatchPoints {
+            timeout: Some(3),
+            ..batch
+        }
+    );
+    assert_eq!(message_sent::<UpsertPoints>(&calls[3].1), upsert);
+}
+
+#[tokio::test]
+async fn vector_writes_sent_by_reference_are_applied() {
+    let backend = Backend::start().await;
+    let service = backend.service();
+    let name = unique("by_reference");
+    create_collection(&service, &name).await;
+    let retrying = RetryLayer::new(RetryPolicy::default())
+        .unwrap()
+        .layer(service.clone());
+    let call = |request: VectorRequest| {
+        let retrying = retrying.clone();
+        async move {
+            match retrying.oneshot(request).await {
+                Ok(response) => response,
+                Err(error) => panic!("{error}"),
+            }
+        }
+    };
+
+    let upserted = call(
+        VectorRequest::from(UpsertPointsBuilder::new(&name, sample_points()).wait(true))
+            .with_timeout(Duration::from_secs(5)),
+    )
+    .await;
+    assert!(matches!(upserted, VectorResponse::Upsert(r) if r.result.is_some()));
+    let updated = call(
+        UpdatePointVectorsBuilder::new(&name, vec![vectors_of(2, 0.25)])
+            .wait(true)
+            .into(),
+    )
+    .await;
+    assert!(matches!(updated, VectorResponse::UpdateVectors(r) if r.result.is_some()));
+    let batch = UpdateBatchPointsBuilder::new(
+        &name,
+        vec![PointsUpdateOperation::from(
+            points_update_operation::Operation::Upsert(PointStructList {
+                points: vec![PointStruct::new(
+                    9,
+                    vec![0.0, 0.0, 0.0, 1.0],
+                    Payload::new(),
+                )],
+                ..Default::default()
+            }),
+        )],
+    )
+    .wait(true);
+    let applied = call(VectorRequest::from(batch).with_timeout(Duration::from_secs(5))).await;
+    assert!(matches!(applied, VectorResponse::UpdateBatch(r) if r.result.len() == 1));
+
+    let count = send(&service, CountPointsBuilder::new(&name).exact(true)).await;
+    assert!(matches!(count, VectorResponse::Count(c) if c.result.map(|r| r.count) == Some(5)));
+    // Point 2 now lies nearest to the search vector.
+    let found = send(
+        &service,
+        SearchPointsBuilder::new(&name, vec![0.25, 0.0, 0.0, 1.0], 1),
+    )
+    .await;
+    let VectorResponse::Search(found) = found else {
+        unreachable!()
+    };
+    assert_eq!(ids([found.result[0].id.clone()]), ["2"]);
+    send(&service, DeleteCollectionBuilder::new(&name)).await;
 }
