@@ -1,4 +1,6 @@
-//! Quickstart: create a collection, upsert points, search with a filter, print the hits.
+//! Quickstart: create a collection, upsert points, search with a filter, print the hits —
+//! through the recommended resilience stack: deadline → retry → health gate → circuit breaker
+//! → attempt timeout → `QdrantService`.
 //!
 //! Runs against the Qdrant at `QDRANT_URL` (gRPC port, e.g. `http://localhost:6334`, with
 //! `QDRANT_API_KEY` if it needs one), or, when `QDRANT_URL` is unset, against an embedded
@@ -12,10 +14,16 @@ use qdrant_tower::qdrant::{
     Condition, CreateCollectionBuilder, DeleteCollectionBuilder, Distance, Filter, PointStruct,
     SearchPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
 };
+use std::time::Duration;
+
+use qdrant_tower::layers::breaker::Breaker;
+use qdrant_tower::layers::health::{HealthConfig, HealthGateLayer};
+use qdrant_tower::layers::retry::{RetryLayer, RetryPolicy};
+use qdrant_tower::layers::{AttemptTimeoutLayer, DeadlineLayer};
 use qdrant_tower::{ErrorKind, Payload, QdrantService, VectorError, VectorRequest, VectorResponse};
 use qdrant_tower_testkit::TestServer;
 use serde_json::json;
-use tower::ServiceExt;
+use tower::{ServiceBuilder, ServiceExt};
 
 const COLLECTION: &str = "qdrant_tower_quickstart";
 
@@ -32,10 +40,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("Qdrant at {url}");
 
-    let service = QdrantService::builder()
+    let qdrant = QdrantService::builder()
         .endpoint(&url)
         .api_key(std::env::var("QDRANT_API_KEY").ok())
         .build()?;
+    // Every call: 10 s in all, transient failures retried by kind within a budget, rejected at
+    // once while the health check (Qdrant's health RPC every 15 s) or the breaker says Qdrant is
+    // down, each attempt bounded by 5 s; the time left travels to Qdrant with the request.
+    let breaker = Breaker::with_defaults("qdrant");
+    let health = qdrant.health_check(HealthConfig::production().with_name("qdrant"))?;
+    health.link_breaker(breaker.clone());
+    let service = ServiceBuilder::new()
+        .layer(DeadlineLayer::new(Duration::from_secs(10)))
+        .layer(RetryLayer::new(RetryPolicy::default())?)
+        .layer(HealthGateLayer::new(health.clone()))
+        .layer(breaker.layer())
+        .layer(AttemptTimeoutLayer::new(Duration::from_secs(5)))
+        .service(qdrant);
     let call = |request: VectorRequest| service.clone().oneshot(request);
 
     // Start from a clean slate: a collection left by an earlier run is dropped.
@@ -100,5 +121,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     call(DeleteCollectionBuilder::new(COLLECTION).into()).await?;
+    println!(
+        "health: {}, breaker: {:?} after {} calls",
+        health.status(),
+        breaker.state(),
+        breaker.snapshot().calls
+    );
     Ok(())
 }
