@@ -43,7 +43,7 @@ pub(crate) fn filter_from_pb(filter: pb::Filter) -> Result<Filter, StorageError>
                     conditions: min
                         .conditions
                         .into_iter()
-                        .map(condition)
+                        .map(condition_from_pb)
                         .collect::<Result<_, _>>()?,
                     min_count: usize::try_from(min.min_count).unwrap_or(usize::MAX),
                 })
@@ -58,12 +58,12 @@ fn conditions(list: Vec<pb::Condition>) -> Result<Option<Vec<Condition>>, Storag
         return Ok(None);
     }
     list.into_iter()
-        .map(condition)
+        .map(condition_from_pb)
         .collect::<Result<_, _>>()
         .map(Some)
 }
 
-fn condition(condition: pb::Condition) -> Result<Condition, StorageError> {
+pub(crate) fn condition_from_pb(condition: pb::Condition) -> Result<Condition, StorageError> {
     use pb::condition::ConditionOneOf as C;
     match condition.condition_one_of {
         Some(C::Field(field)) => field_condition(field).map(Condition::Field),
@@ -248,7 +248,7 @@ fn datetime(timestamp: prost_types::Timestamp) -> Result<DateTimeWrapper, Storag
         .ok_or_else(|| StorageError::bad_input("Timestamp is out of range"))
 }
 
-fn geo_point(point: Option<pb::GeoPoint>) -> Result<GeoPoint, StorageError> {
+pub(crate) fn geo_point(point: Option<pb::GeoPoint>) -> Result<GeoPoint, StorageError> {
     let point = point.ok_or_else(|| StorageError::invalid_argument("Geo point is missing"))?;
     GeoPoint::new(point.lon, point.lat).map_err(|err| StorageError::bad_input(err.to_string()))
 }
