@@ -1499,3 +1499,450 @@ async fn payload_and_vector_selectors_pick_fields_and_names() {
     assert!(status.message().contains("a..b"), "{}", status.message());
     target.drop_collection(&name).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sparse and multi-vectors
+
+#[tokio::test]
+async fn sparse_and_multi_vectors_serve_search_query_and_recommend() {
+    use qdrant_client::qdrant::{
+        MultiVectorComparator, MultiVectorConfig, SparseIndices, SparseVectorParamsBuilder,
+        SparseVectorsConfigBuilder,
+    };
+
+    let target = Target::new().await;
+    let name = target
+        .create(
+            "sparse_multi",
+            CreateCollectionBuilder::new("")
+                .vectors_config({
+                    let mut config = VectorsConfigBuilder::default();
+                    config.add_named_vector_params(
+                        "m",
+                        VectorParamsBuilder::new(2, Distance::Dot).multivector_config(
+                            MultiVectorConfig {
+                                comparator: MultiVectorComparator::MaxSim as i32,
+                            },
+                        ),
+                    );
+                    config
+                })
+                .sparse_vectors_config({
+                    let mut config = SparseVectorsConfigBuilder::default();
+                    config.add_named_vector_params("s", SparseVectorParamsBuilder::default());
+                    config
+                }),
+        )
+        .await;
+    let point = |id: u64, sparse: Vec<(u32, f32)>, multi: Vec<Vec<f32>>| {
+        PointStruct::new(
+            id,
+            NamedVectors::default()
+                .add_vector("s", Vector::from(sparse))
+                .add_vector("m", Vector::from(multi)),
+            Payload::new(),
+        )
+    };
+    target
+        .upsert(
+            &name,
+            vec![
+                point(1, vec![(1, 1.0)], vec![vec![1.0, 0.0], vec![0.0, 1.0]]),
+                point(2, vec![(1, 0.5), (2, 0.5)], vec![vec![1.0, 0.0]]),
+                point(3, vec![(2, 1.0)], vec![vec![0.0, 1.0]]),
+            ],
+        )
+        .await;
+    let mut points = target.points();
+
+    // Sparse search: only points sharing an index score.
+    let hits = points
+        .search(
+            SearchPointsBuilder::new(&name, vec![1.0], 5)
+                .vector_name("s")
+                .sparse_indices(SparseIndices { data: vec![1] })
+                .build(),
+        )
+        .await
+        .expect("sparse search")
+        .into_inner()
+        .result;
+    assert_eq!(num_ids(&hits), [1, 2]);
+    assert_eq!(hits[1].score, 0.5);
+
+    // Multi-vector query, MaxSim: Σ over query rows of the best dot product.
+    let mut request = query_points(
+        &name,
+        query::Variant::Nearest(VectorInput::from(vec![vec![1.0, 0.0], vec![0.0, 0.5]])),
+        5,
+    );
+    request.using = Some("m".to_owned());
+    let hits = points
+        .query(request)
+        .await
+        .expect("multi query")
+        .into_inner()
+        .result;
+    assert_eq!(num_ids(&hits), [1, 2, 3]);
+    assert_eq!(hits[0].score, 1.5);
+
+    // Legacy recommend on the sparse vector: the example's sparse vector, itself excluded.
+    let mut request = recommend(&name, &[1], &[], 5);
+    request.using = Some("s".to_owned());
+    let hits = points
+        .recommend(request)
+        .await
+        .expect("sparse recommend")
+        .into_inner()
+        .result;
+    assert_eq!(num_ids(&hits), [2]);
+
+    // Query recommend on the multi-vector by ids.
+    let mut request = query_points(
+        &name,
+        query::Variant::Recommend(RecommendInput {
+            positive: vec![id_input(1)],
+            negative: vec![id_input(3)],
+            strategy: Some(RecommendStrategy::BestScore as i32),
+        }),
+        5,
+    );
+    request.using = Some("m".to_owned());
+    let hits = points
+        .query(request)
+        .await
+        .expect("multi recommend")
+        .into_inner()
+        .result;
+    assert_eq!(num_ids(&hits), [2]);
+    assert!(hits[0].score > 0.0);
+    target.drop_collection(&name).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filters and missing points
+
+#[tokio::test]
+async fn empty_conditions_are_ignored_and_empty_field_conditions_refused() {
+    let target = Target::new().await;
+    let name = seed_compass(&target, "bad_filter").await;
+    let mut points = target.points();
+
+    // A condition without a variant counts as absent, as Qdrant drops it.
+    let filter = Filter {
+        must: vec![Condition {
+            condition_one_of: None,
+        }],
+        ..Default::default()
+    };
+    assert_eq!(target.count(&name, Some(filter)).await, 10);
+
+    let filter = Filter::must([Condition {
+        condition_one_of: Some(qdrant_client::qdrant::condition::ConditionOneOf::Field(
+            qdrant_client::qdrant::FieldCondition {
+                key: "color".to_owned(),
+                ..Default::default()
+            },
+        )),
+    }]);
+    let status = points
+        .count(CountPointsBuilder::new(&name).filter(filter).build())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains("At least one field condition must be specified"),
+        "{}",
+        status.message()
+    );
+    target.drop_collection(&name).await;
+}
+
+#[tokio::test]
+async fn updates_of_a_missing_point_are_not_found() {
+    let target = Target::new().await;
+    let name = seed_compass(&target, "missing_point").await;
+    let mut points = target.points();
+
+    let status = points
+        .update_vectors(
+            qdrant_client::qdrant::UpdatePointVectorsBuilder::new(
+                &name,
+                vec![qdrant_client::qdrant::PointVectors {
+                    id: Some(pid(42)),
+                    vectors: Some(unit(0.0).into()),
+                }],
+            )
+            .wait(true)
+            .build(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(status.message(), "Not found: No point with id 42 found");
+
+    // Reading a missing point is no error: it is just not there.
+    let found = points
+        .get(GetPointsBuilder::new(&name, vec![pid(42), pid(1)]).build())
+        .await
+        .expect("get")
+        .into_inner()
+        .result;
+    assert_eq!(record_ids(&found), [1]);
+    target.drop_collection(&name).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payload indexes of every type
+
+#[tokio::test]
+async fn every_payload_index_type_is_reported_and_serves_its_filters_facets_and_order() {
+    use qdrant_client::qdrant::{
+        DatetimeRange, FacetCounts, GeoPoint, GeoRadius, OrderBy, ScrollPoints, facet_value,
+    };
+
+    let target = Target::new().await;
+    let name = target.create_plain("all_indexes", 2, Distance::Dot).await;
+    let rows = [
+        (
+            1,
+            "a",
+            10,
+            1.5,
+            true,
+            (52.52, 13.40),
+            "2024-01-01T00:00:00Z",
+            "the quick brown fox",
+            "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+        ),
+        (
+            2,
+            "b",
+            20,
+            2.5,
+            false,
+            (48.85, 2.35),
+            "2024-06-01T00:00:00Z",
+            "lazy dogs sleep",
+            "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+        ),
+        (
+            3,
+            "a",
+            30,
+            0.5,
+            true,
+            (40.71, -74.0),
+            "2023-01-01T00:00:00Z",
+            "quick thinking",
+            "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+        ),
+        (
+            4,
+            "c",
+            40,
+            3.5,
+            false,
+            (52.40, 13.06),
+            "2025-01-01T00:00:00Z",
+            "brown bears",
+            "9f8c2a6e-1b3d-4e5f-8a7b-6c5d4e3f2a1b",
+        ),
+    ];
+    let points_in = rows
+        .iter()
+        .map(|(id, kw, n, f, b, (lat, lon), ts, body, u)| {
+            PointStruct::new(
+                *id,
+                vec![1.0, 0.0],
+                payload(json!({
+                    "kw": kw, "n": n, "f": f, "b": b, "loc": {"lat": lat, "lon": lon},
+                    "ts": ts, "body": body, "u": u,
+                })),
+            )
+        })
+        .collect();
+    target.upsert(&name, points_in).await;
+    let mut points = target.points();
+    let fields = [
+        ("kw", FieldType::Keyword, PayloadSchemaType::Keyword),
+        ("n", FieldType::Integer, PayloadSchemaType::Integer),
+        ("f", FieldType::Float, PayloadSchemaType::Float),
+        ("b", FieldType::Bool, PayloadSchemaType::Bool),
+        ("loc", FieldType::Geo, PayloadSchemaType::Geo),
+        ("ts", FieldType::Datetime, PayloadSchemaType::Datetime),
+        ("body", FieldType::Text, PayloadSchemaType::Text),
+        ("u", FieldType::Uuid, PayloadSchemaType::Uuid),
+    ];
+    for (field, field_type, _) in fields {
+        points
+            .create_field_index(
+                CreateFieldIndexCollectionBuilder::new(&name, field, field_type)
+                    .wait(true)
+                    .build(),
+            )
+            .await
+            .expect("create field index");
+    }
+    let info = target
+        .collections()
+        .get(GetCollectionInfoRequest {
+            collection_name: name.clone(),
+        })
+        .await
+        .expect("collection info")
+        .into_inner()
+        .result
+        .expect("info");
+    for (field, _, schema) in fields {
+        assert_eq!(
+            info.payload_schema[field].data_type, schema as i32,
+            "{field}"
+        );
+        assert_eq!(info.payload_schema[field].points, Some(4), "{field}");
+    }
+
+    let berlin = GeoPoint {
+        lat: 52.52,
+        lon: 13.40,
+    };
+    let timestamp = |seconds: i64| prost_types::Timestamp { seconds, nanos: 0 };
+    let cases = [
+        (Condition::matches("kw", "a".to_string()), vec![1, 3]),
+        (
+            Condition::range("n", range(None, Some(20.0), Some(40.0), None)),
+            vec![2, 3],
+        ),
+        (
+            Condition::range("f", range(Some(1.0), None, None, Some(2.5))),
+            vec![1, 2],
+        ),
+        (Condition::matches("b", true), vec![1, 3]),
+        (
+            Condition::geo_radius(
+                "loc",
+                GeoRadius {
+                    center: Some(berlin),
+                    radius: 50_000.0,
+                },
+            ),
+            vec![1, 4],
+        ),
+        (
+            Condition::datetime_range(
+                "ts",
+                DatetimeRange {
+                    gte: Some(timestamp(1_704_067_200)), // 2024-01-01
+                    ..Default::default()
+                },
+            ),
+            vec![1, 2, 4],
+        ),
+        (Condition::matches_text("body", "quick"), vec![1, 3]),
+        (
+            Condition::matches("u", "1b4e28ba-2fa1-11d2-883f-0016d3cca427".to_string()),
+            vec![1],
+        ),
+    ];
+    for (condition, expected) in cases {
+        let filter = Filter::must([condition.clone()]);
+        let found = points
+            .scroll(
+                ScrollPointsBuilder::new(&name)
+                    .filter(filter.clone())
+                    .build(),
+            )
+            .await
+            .expect("filtered scroll")
+            .into_inner()
+            .result;
+        assert_eq!(record_ids(&found), expected, "{condition:?}");
+        assert_eq!(
+            target.count(&name, Some(filter)).await,
+            expected.len() as u64
+        );
+    }
+
+    // Facets count the values of keyword, integer and bool indexes.
+    let facet = |key: &str| FacetCounts {
+        collection_name: name.clone(),
+        key: key.to_owned(),
+        exact: Some(true),
+        ..Default::default()
+    };
+    let hits = points
+        .facet(facet("kw"))
+        .await
+        .expect("keyword facet")
+        .into_inner()
+        .hits;
+    let counts: HashMap<String, u64> = hits
+        .iter()
+        .map(
+            |hit| match hit.value.as_ref().and_then(|v| v.variant.clone()) {
+                Some(facet_value::Variant::StringValue(text)) => (text, hit.count),
+                other => panic!("a keyword value expected, got {other:?}"),
+            },
+        )
+        .collect();
+    assert_eq!(
+        counts,
+        HashMap::from([("a".into(), 2), ("b".into(), 1), ("c".into(), 1)])
+    );
+    assert_eq!(hits[0].count, 2, "most frequent first");
+    let hits = points
+        .facet(facet("b"))
+        .await
+        .expect("bool facet")
+        .into_inner()
+        .hits;
+    assert_eq!(hits.len(), 2);
+    assert!(hits.iter().all(|hit| hit.count == 2));
+    let status = points.facet(facet("body")).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains("No appropriate index for faceting: `body`"),
+        "{}",
+        status.message()
+    );
+
+    // Ordering by integer, float and datetime indexes; refused without a range index.
+    let scroll = |key: &str, direction: qdrant_client::qdrant::Direction| ScrollPoints {
+        collection_name: name.clone(),
+        order_by: Some(OrderBy {
+            key: key.to_owned(),
+            direction: Some(direction as i32),
+            start_from: None,
+        }),
+        limit: Some(10),
+        ..Default::default()
+    };
+    use qdrant_client::qdrant::Direction::{Asc, Desc};
+    for (key, direction, expected) in [
+        ("n", Desc, [4, 3, 2, 1]),
+        ("f", Asc, [3, 1, 2, 4]),
+        ("ts", Asc, [3, 1, 2, 4]),
+    ] {
+        let found = points
+            .scroll(scroll(key, direction))
+            .await
+            .expect("ordered scroll")
+            .into_inner()
+            .result;
+        assert_eq!(record_ids(&found), expected, "order by {key}");
+    }
+    let status = points.scroll(scroll("kw", Asc)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains("No range index for `order_by` key: `kw`"),
+        "{}",
+        status.message()
+    );
+    target.drop_collection(&name).await;
+}
