@@ -1,5 +1,10 @@
-//! `qdrant.Points`: upsert, delete, get, vectors and payload updates, payload indexes, search,
-//! search batch, scroll, count, query, query batch, facet and update batch.
+//! `qdrant.Points`, every RPC: upsert, delete, get, vectors and payload updates, payload
+//! indexes, named vector creation and deletion, search (single, batch, groups), scroll, count,
+//! recommend (single, batch, groups), discover (single, batch), query (single, batch, groups),
+//! facet, the distance matrix (pairs and offsets) and update batch.
+//!
+//! Requests that may name points instead of vectors (recommend, discover, query) go through
+//! `plan`, which resolves them as Qdrant's collection layer does before the engine runs them.
 
 use std::time::Instant;
 

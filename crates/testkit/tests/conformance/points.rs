@@ -1946,3 +1946,36 @@ async fn every_payload_index_type_is_reported_and_serves_its_filters_facets_and_
     );
     target.drop_collection(&name).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// wait
+
+#[tokio::test]
+async fn writes_report_completed_only_when_the_caller_waits() {
+    use qdrant_client::qdrant::UpdateStatus;
+
+    let target = Target::new().await;
+    let name = target.create_plain("wait", 2, Distance::Dot).await;
+    let mut points = target.points();
+    for (wait, expected) in [
+        (Some(true), UpdateStatus::Completed),
+        (Some(false), UpdateStatus::Acknowledged),
+        (None, UpdateStatus::Acknowledged),
+    ] {
+        let mut request = UpsertPointsBuilder::new(
+            &name,
+            vec![PointStruct::new(1, vec![1.0, 0.0], Payload::new())],
+        )
+        .build();
+        request.wait = wait;
+        let result = points
+            .upsert(request)
+            .await
+            .expect("upsert")
+            .into_inner()
+            .result
+            .expect("update result");
+        assert_eq!(result.status, expected as i32, "wait = {wait:?}");
+    }
+    target.drop_collection(&name).await;
+}
