@@ -25,6 +25,7 @@ use qdrant_edge::{
 
 use super::convert::{check_query_vector, json_from_pb, point_id, vector_from_pb};
 use super::filter::{condition_from_pb, filter_opt, geo_point};
+use super::validate::Validation;
 use crate::storage::{Collection, Storage, StorageError};
 
 /// Qdrant's default `limit` of query and prefetch.
@@ -35,6 +36,8 @@ pub(crate) const DEFAULT_GROUP_SIZE: usize = 3;
 const DEFAULT_RRF_K: usize = 2;
 /// Qdrant's default MMR lambda (`1 - diversity`).
 const DEFAULT_MMR_LAMBDA: f32 = 0.5;
+/// Qdrant's largest `candidates_limit` of MMR.
+const MAX_MMR_CANDIDATES: u32 = 16_384;
 
 // ---------------------------------------------------------------------------------------------
 // Plans
@@ -431,6 +434,27 @@ fn stage_query(query: pb::Query) -> Result<StageQuery, StorageError> {
             let mmr = with_mmr
                 .mmr
                 .ok_or_else(|| StorageError::invalid_argument("mmr is missing"))?;
+            // Qdrant's `Mmr` rules: diversity in [0, 1], at most 16 384 candidates.
+            let mut validation = Validation::new();
+            if let Some(diversity) = mmr.diversity
+                && !(0.0..=1.0).contains(&diversity)
+            {
+                validation.fail_with(
+                    "mmr.diversity",
+                    diversity,
+                    "must be from 0.0 to 1.0".to_owned(),
+                );
+            }
+            if let Some(limit) = mmr.candidates_limit
+                && limit > MAX_MMR_CANDIDATES
+            {
+                validation.fail_with(
+                    "mmr.candidates_limit",
+                    limit,
+                    format!("must be {MAX_MMR_CANDIDATES} or smaller"),
+                );
+            }
+            validation.finish()?;
             vector(VectorQuery::NearestWithMmr {
                 nearest,
                 diversity: mmr.diversity,
@@ -476,7 +500,12 @@ fn stage_query(query: pb::Query) -> Result<StageQuery, StorageError> {
             }
         })),
         Q::Rrf(rrf) => other(ScoringQuery::Fusion(qdrant_edge::Fusion::Rrf {
-            k: rrf.k.map_or(DEFAULT_RRF_K, |k| k as usize),
+            k: {
+                Validation::new()
+                    .min_opt("rrf.k", rrf.k.map(u64::from), 1)
+                    .finish()?;
+                rrf.k.map_or(DEFAULT_RRF_K, |k| k as usize)
+            },
             weights: (!rrf.weights.is_empty())
                 .then(|| rrf.weights.into_iter().map(OrderedFloat).collect()),
         })),

@@ -44,6 +44,17 @@ impl Validation {
         self
     }
 
+    /// Records a broken rule on `field` whose value was `value`.
+    pub(crate) fn fail_with(
+        &mut self,
+        field: &str,
+        value: impl Display,
+        rule: String,
+    ) -> &mut Self {
+        self.fail(field, value, rule);
+        self
+    }
+
     fn fail(&mut self, field: &str, value: impl Display, rule: String) {
         self.errors
             .push(format!("{field}: value {value} invalid, {rule}"));

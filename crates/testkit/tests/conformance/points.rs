@@ -876,6 +876,14 @@ async fn mmr_trades_relevance_for_diversity() {
         ids[1..].iter().all(|id| ![1, 3].contains(id)),
         "diverse picks skip the neighbours of the first: {ids:?}"
     );
+    // Diversity is a fraction.
+    let status = points.query(nearest(1.5)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("must be from 0.0 to 1.0"),
+        "{}",
+        status.message()
+    );
     target.drop_collection(&name).await;
 }
 
@@ -911,6 +919,24 @@ async fn fusion_merges_prefetches_and_refuses_a_using_name() {
     // Ranks: 0° gives 1, 2, 3; 40° gives 3, 4, 2. Reciprocal ranks add up: 3 (1st and 3rd)
     // beats 2 (2nd and 3rd), then 1 (1st once) beats 4 (2nd once).
     assert_eq!(num_ids(&hits), [3, 2, 1, 4]);
+
+    // Weighted RRF with a k of its own; k must be at least 1.
+    let mut weighted = request.clone();
+    weighted.query = Some(qdrant_client::qdrant::Query {
+        variant: Some(query::Variant::Rrf(qdrant_client::qdrant::Rrf {
+            k: Some(0),
+            weights: vec![],
+        })),
+    });
+    let status = target.points().query(weighted).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains("value 0 invalid, must be 1 or larger"),
+        "{}",
+        status.message()
+    );
 
     request.using = Some("dir".to_owned());
     let status = target.points().query(request).await.unwrap_err();
