@@ -2005,3 +2005,76 @@ async fn writes_report_completed_only_when_the_caller_waits() {
     }
     target.drop_collection(&name).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Order-by and sample queries
+
+#[tokio::test]
+async fn order_by_and_sample_queries_follow_payload_order_and_cover_the_collection() {
+    use qdrant_client::qdrant::{Direction, OrderBy, Sample, StartFrom, start_from};
+
+    let target = Target::new().await;
+    let name = seed_compass(&target, "order_sample").await;
+    let mut points = target.points();
+    points
+        .create_field_index(
+            CreateFieldIndexCollectionBuilder::new(&name, "angle", FieldType::Integer)
+                .wait(true)
+                .build(),
+        )
+        .await
+        .expect("integer index");
+
+    let order = |direction: Direction, start: Option<i64>| {
+        query::Variant::OrderBy(OrderBy {
+            key: "angle".to_owned(),
+            direction: Some(direction as i32),
+            start_from: start.map(|value| StartFrom {
+                value: Some(start_from::Value::Integer(value)),
+            }),
+        })
+    };
+    let hits = points
+        .query(query_points(&name, order(Direction::Desc, None), 3))
+        .await
+        .expect("order by desc")
+        .into_inner()
+        .result;
+    assert_eq!(num_ids(&hits), [10, 9, 8]);
+    let hits = points
+        .query(query_points(&name, order(Direction::Asc, Some(90)), 3))
+        .await
+        .expect("order by from 90")
+        .into_inner()
+        .result;
+    assert_eq!(num_ids(&hits), [5, 6, 7]);
+    // Order-by results carry the value they were ordered by.
+    let value = hits[0].order_value.and_then(|v| v.variant);
+    assert_eq!(
+        value,
+        Some(qdrant_client::qdrant::order_value::Variant::Int(90))
+    );
+
+    let mut request = query_points(&name, order(Direction::Asc, None), 3);
+    request.score_threshold = Some(0.5);
+    let status = points.query(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "Bad request: Can't use score_threshold with an order_by query."
+    );
+
+    // A random sample: any 4 distinct points; the offset is ignored.
+    let mut request = query_points(&name, query::Variant::Sample(Sample::Random as i32), 4);
+    request.offset = Some(100);
+    let hits = points
+        .query(request)
+        .await
+        .expect("sample")
+        .into_inner()
+        .result;
+    let ids: BTreeSet<u64> = num_ids(&hits).into_iter().collect();
+    assert_eq!(ids.len(), 4);
+    assert!(ids.iter().all(|id| (1..=10).contains(id)));
+    target.drop_collection(&name).await;
+}
