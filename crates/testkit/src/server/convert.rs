@@ -109,7 +109,7 @@ fn payload_to_pb(payload: Option<Payload>) -> HashMap<String, pb::Value> {
 /// A payload key such as `a.b[].c`.
 pub(crate) fn json_path(key: &str) -> Result<JsonPath, StorageError> {
     key.parse()
-        .map_err(|()| StorageError::bad_input(format!("Invalid payload key: `{key}`")))
+        .map_err(|()| StorageError::invalid_argument(format!("Invalid json path: '{key}'")))
 }
 
 /// A memory placement enum value; unknown values mean "not set".
@@ -319,8 +319,11 @@ pub(crate) fn with_payload(
     default: bool,
 ) -> Result<WithPayloadInterface, StorageError> {
     use pb::with_payload_selector::SelectorOptions;
-    match selector.and_then(|s| s.selector_options) {
-        None => Ok(WithPayloadInterface::Bool(default)),
+    let Some(selector) = selector else {
+        return Ok(WithPayloadInterface::Bool(default));
+    };
+    match selector.selector_options {
+        None => Err(StorageError::invalid_argument("No PayloadSelector")),
         Some(SelectorOptions::Enable(enable)) => Ok(WithPayloadInterface::Bool(enable)),
         Some(SelectorOptions::Include(include)) => {
             let keys = include

@@ -34,17 +34,8 @@ pub(crate) fn filter_from_pb(filter: pb::Filter) -> Result<Filter, StorageError>
         must_not: conditions(must_not)?,
         min_should: min_should
             .map(|min| -> Result<_, StorageError> {
-                if min.min_count == 0 {
-                    return Err(StorageError::bad_input(
-                        "min_should: min_count must be greater than 0",
-                    ));
-                }
                 Ok(MinShould {
-                    conditions: min
-                        .conditions
-                        .into_iter()
-                        .map(condition)
-                        .collect::<Result<_, _>>()?,
+                    conditions: conditions(min.conditions)?.unwrap_or_default(),
                     min_count: usize::try_from(min.min_count).unwrap_or(usize::MAX),
                 })
             })
@@ -52,18 +43,18 @@ pub(crate) fn filter_from_pb(filter: pb::Filter) -> Result<Filter, StorageError>
     })
 }
 
-/// An empty list means "no clause", as in Qdrant's gRPC conversion.
+/// Conditions without a variant are dropped, and an empty list means "no clause", as in
+/// Qdrant's gRPC conversion (`conditions_helper_from_grpc`).
 fn conditions(list: Vec<pb::Condition>) -> Result<Option<Vec<Condition>>, StorageError> {
-    if list.is_empty() {
-        return Ok(None);
-    }
-    list.into_iter()
-        .map(condition)
-        .collect::<Result<_, _>>()
-        .map(Some)
+    let converted = list
+        .into_iter()
+        .filter(|condition| condition.condition_one_of.is_some())
+        .map(condition_from_pb)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((!converted.is_empty()).then_some(converted))
 }
 
-fn condition(condition: pb::Condition) -> Result<Condition, StorageError> {
+pub(crate) fn condition_from_pb(condition: pb::Condition) -> Result<Condition, StorageError> {
     use pb::condition::ConditionOneOf as C;
     match condition.condition_one_of {
         Some(C::Field(field)) => field_condition(field).map(Condition::Field),
@@ -129,14 +120,9 @@ fn field_condition(field: pb::FieldCondition) -> Result<FieldCondition, StorageE
         is_null,
     } = field;
 
-    // Qdrant allows only one of `range` and `datetime_range`: both map to the same field.
+    // Both map to the same field; Qdrant takes `range` when both are given.
     let range = match (range, datetime_range) {
-        (Some(_), Some(_)) => {
-            return Err(StorageError::bad_input(
-                "A field condition cannot have both range and datetime_range",
-            ));
-        }
-        (Some(range), None) => Some(RangeInterface::Float(Range {
+        (Some(range), _) => Some(RangeInterface::Float(Range {
             lt: range.lt.map(OrderedFloat),
             gt: range.gt.map(OrderedFloat),
             gte: range.gte.map(OrderedFloat),
@@ -248,7 +234,7 @@ fn datetime(timestamp: prost_types::Timestamp) -> Result<DateTimeWrapper, Storag
         .ok_or_else(|| StorageError::bad_input("Timestamp is out of range"))
 }
 
-fn geo_point(point: Option<pb::GeoPoint>) -> Result<GeoPoint, StorageError> {
+pub(crate) fn geo_point(point: Option<pb::GeoPoint>) -> Result<GeoPoint, StorageError> {
     let point = point.ok_or_else(|| StorageError::invalid_argument("Geo point is missing"))?;
     GeoPoint::new(point.lon, point.lat).map_err(|err| StorageError::bad_input(err.to_string()))
 }

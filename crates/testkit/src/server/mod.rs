@@ -11,9 +11,11 @@ mod convert;
 mod filter;
 mod index;
 mod intercept;
+mod plan;
 mod points;
 mod snapshots;
 mod status;
+mod validate;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -1,5 +1,10 @@
-//! `qdrant.Points`: upsert, delete, get, vectors and payload updates, payload indexes, search,
-//! search batch, scroll, count, query, query batch, facet and update batch.
+//! `qdrant.Points`, every RPC: upsert, delete, get, vectors and payload updates, payload
+//! indexes, named vector creation and deletion, search (single, batch, groups), scroll, count,
+//! recommend (single, batch, groups), discover (single, batch), query (single, batch, groups),
+//! facet, the distance matrix (pairs and offsets) and update batch.
+//!
+//! Requests that may name points instead of vectors (recommend, discover, query) go through
+//! `plan`, which resolves them as Qdrant's collection layer does before the engine runs them.
 
 use std::time::Instant;
 
@@ -7,31 +12,39 @@ use qdrant_client::qdrant as pb;
 use qdrant_client::qdrant::points_server::Points;
 use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::{
-    AcornSearchParams, ConditionalInsertOperation, CountRequest, CreateIndex, DateTimeWrapper,
-    DeletePayloadOp, Direction, EdgeConfig, FacetRequest, FacetValue, FieldIndexOperations, Filter,
-    Fusion, NamedQuery, OrderBy, OrderByInterface, PayloadOps, PointId, PointIdsList,
-    PointInsertOperations, PointOperations, PointStructPersisted, PointVectorsPersisted, Prefetch,
-    QuantizationSearchParams, QueryBatchRequest, QueryEnum, QueryRequest, RetrieveRequest, Sample,
-    ScoringQuery, ScrollRequest, SearchParams, SetPayloadOp, SparseVector, StartFrom, UpdateMode,
-    UpdateOperation, UpdateVectorsOp, VectorInternal, VectorOperations,
+    AcornSearchParams, ConditionalInsertOperation, CountRequest, CreateIndex, CreateVectorName,
+    DateTimeWrapper, DeletePayloadOp, DeleteVectorName, Direction, EdgeConfig, EdgeShardRead,
+    FacetRequest, FacetValue, FieldIndexOperations, Filter, GroupRequest, JsonPath, NamedQuery,
+    OrderBy, OrderByInterface, PayloadOps, PointId, PointIdsList, PointInsertOperations,
+    PointOperations, PointStructPersisted, PointVectorsPersisted, QuantizationSearchParams,
+    QueryBatchRequest, QueryEnum, QueryRequest, RetrieveRequest, ScoringQuery, ScrollRequest,
+    SearchMatrixRequest, SearchMatrixResponse, SearchParams, SetPayloadOp, SparseVector, StartFrom,
+    UpdateMode, UpdateOperation, UpdateVectorsOp, VectorInternal, VectorNameConfig,
+    VectorNameOperations, VectorOperations,
 };
 use tonic::{Request, Response, Status};
 
 use super::api::QdrantApi;
 use super::convert::{
     check_point_vectors, check_query_vector, json_path, payload_from_pb, point_id, point_id_to_pb,
-    point_ids, record_to_pb, scored_point_to_pb, vector_input_from_pb, vectors_from_pb,
-    with_payload, with_vectors,
+    point_ids, record_to_pb, scored_point_to_pb, vectors_from_pb, with_payload, with_vectors,
 };
 use super::filter::{filter_from_pb, filter_opt};
 use super::index::field_schema;
-use super::status::{unimplemented, unsupported};
+use super::plan::{
+    DEFAULT_GROUP_SIZE, DiscoverParts, DiscoverPlan, Plan, QueryParts, QueryPlan, RecommendParts,
+    RecommendPlan, Resolver, collection_not_found,
+};
+use super::status::unsupported;
+use super::validate::Validation;
 use crate::storage::{Collection, StorageError, run_blocking};
 
 /// Qdrant's default page size for scroll, query and facet.
-const DEFAULT_LIMIT: u64 = 10;
-/// Qdrant's default `k` of reciprocal rank fusion.
-const DEFAULT_RRF_K: usize = 2;
+const DEFAULT_LIMIT: usize = 10;
+/// Qdrant's default `sample` of the distance matrix.
+const DEFAULT_MATRIX_SAMPLE: usize = 10;
+/// Qdrant's default `limit` (neighbours per sample) of the distance matrix.
+const DEFAULT_MATRIX_LIMIT: usize = 3;
 
 #[tonic::async_trait]
 impl Points for QdrantApi {
@@ -192,16 +205,38 @@ impl Points for QdrantApi {
 
     async fn create_vector_name(
         &self,
-        _request: Request<pb::CreateVectorNameRequest>,
+        request: Request<pb::CreateVectorNameRequest>,
     ) -> Result<Response<pb::PointsOperationResponse>, Status> {
-        Err(unimplemented("Points/CreateVectorName"))
+        let started = Instant::now();
+        let request = request.into_inner();
+        let config = vector_name_config(request.vector_config)?;
+        check_vector_name(&request.vector_name)?;
+        let collection = self.storage().get(&request.collection_name)?;
+        check_vector_name_free(&collection.shard().config(), &request.vector_name, &config)?;
+        let operation = UpdateOperation::VectorNameOperation(
+            VectorNameOperations::CreateVectorName(CreateVectorName {
+                vector_name: request.vector_name,
+                config,
+            }),
+        );
+        let result = apply(&collection, vec![operation], request.wait).await?;
+        Ok(operation_response(result, started))
     }
 
     async fn delete_vector_name(
         &self,
-        _request: Request<pb::DeleteVectorNameRequest>,
+        request: Request<pb::DeleteVectorNameRequest>,
     ) -> Result<Response<pb::PointsOperationResponse>, Status> {
-        Err(unimplemented("Points/DeleteVectorName"))
+        let started = Instant::now();
+        let request = request.into_inner();
+        let collection = self.storage().get(&request.collection_name)?;
+        let operation = UpdateOperation::VectorNameOperation(
+            VectorNameOperations::DeleteVectorName(DeleteVectorName {
+                vector_name: request.vector_name,
+            }),
+        );
+        let result = apply(&collection, vec![operation], request.wait).await?;
+        Ok(operation_response(result, started))
     }
 
     async fn search(
@@ -245,9 +280,55 @@ impl Points for QdrantApi {
 
     async fn search_groups(
         &self,
-        _request: Request<pb::SearchPointGroups>,
+        request: Request<pb::SearchPointGroups>,
     ) -> Result<Response<pb::SearchGroupsResponse>, Status> {
-        Err(unimplemented("Points/SearchGroups"))
+        let started = Instant::now();
+        let request = request.into_inner();
+        Validation::new()
+            .not_empty("group_by", &request.group_by)
+            .min("group_size", u64::from(request.group_size), 1)
+            .min("limit", u64::from(request.limit), 1)
+            .finish()?;
+        no_shard_keys(request.shard_key_selector.as_ref())?;
+        let group_by = json_path(&request.group_by)?;
+        let groups = request.limit as usize;
+        let group_size = request.group_size as usize;
+        let with_lookup = request.with_lookup.clone();
+        let collection = self.storage().get(&request.collection_name)?;
+        let mut query = search_to_query(
+            &collection.shard().config(),
+            pb::SearchPoints {
+                collection_name: request.collection_name.clone(),
+                vector: request.vector,
+                filter: request.filter,
+                limit: u64::from(request.limit),
+                with_payload: request.with_payload,
+                params: request.params,
+                score_threshold: request.score_threshold,
+                offset: None,
+                vector_name: request.vector_name,
+                with_vectors: request.with_vectors,
+                read_consistency: None,
+                timeout: None,
+                shard_key_selector: None,
+                sparse_indices: request.sparse_indices,
+            },
+        )?;
+        query.offset = 0;
+        let group = GroupRequest::new(query, group_by, groups, group_size);
+        let result = self
+            .run_groups(
+                &request.collection_name,
+                collection,
+                GroupSource::Ready(group),
+                with_lookup,
+            )
+            .await?;
+        Ok(Response::new(pb::SearchGroupsResponse {
+            result: Some(result),
+            time: started.elapsed().as_secs_f64(),
+            usage: None,
+        }))
     }
 
     async fn scroll(
@@ -260,7 +341,7 @@ impl Points for QdrantApi {
         let collection = self.storage().get(&request.collection_name)?;
         let scroll = ScrollRequest {
             offset: request.offset.map(point_id).transpose()?,
-            limit: Some(request.limit.map_or(DEFAULT_LIMIT as usize, |l| l as usize)),
+            limit: Some(request.limit.map_or(DEFAULT_LIMIT, |l| l as usize)),
             filter: filter_opt(request.filter)?,
             with_payload: Some(with_payload(request.with_payload, true)?),
             with_vector: with_vectors(request.with_vectors),
@@ -281,37 +362,132 @@ impl Points for QdrantApi {
 
     async fn recommend(
         &self,
-        _request: Request<pb::RecommendPoints>,
+        request: Request<pb::RecommendPoints>,
     ) -> Result<Response<pb::RecommendResponse>, Status> {
-        Err(unimplemented("Points/Recommend"))
+        let started = Instant::now();
+        let request = request.into_inner();
+        let name = request.collection_name.clone();
+        let plan = recommend_plan(request)?;
+        let mut results = self.run_plans(&name, vec![plan]).await?;
+        Ok(Response::new(pb::RecommendResponse {
+            result: results.pop().unwrap_or_default(),
+            time: started.elapsed().as_secs_f64(),
+            usage: None,
+        }))
     }
 
     async fn recommend_batch(
         &self,
-        _request: Request<pb::RecommendBatchPoints>,
+        request: Request<pb::RecommendBatchPoints>,
     ) -> Result<Response<pb::RecommendBatchResponse>, Status> {
-        Err(unimplemented("Points/RecommendBatch"))
+        let started = Instant::now();
+        let request = request.into_inner();
+        let plans = request
+            .recommend_points
+            .into_iter()
+            .map(recommend_plan)
+            .collect::<Result<Vec<_>, _>>()?;
+        let results = self.run_plans(&request.collection_name, plans).await?;
+        Ok(Response::new(pb::RecommendBatchResponse {
+            result: batch_results(results),
+            time: started.elapsed().as_secs_f64(),
+            usage: None,
+        }))
     }
 
     async fn recommend_groups(
         &self,
-        _request: Request<pb::RecommendPointGroups>,
+        request: Request<pb::RecommendPointGroups>,
     ) -> Result<Response<pb::RecommendGroupsResponse>, Status> {
-        Err(unimplemented("Points/RecommendGroups"))
+        let started = Instant::now();
+        let request = request.into_inner();
+        Validation::new()
+            .not_empty("group_by", &request.group_by)
+            .min("group_size", u64::from(request.group_size), 1)
+            .min("limit", u64::from(request.limit), 1)
+            .finish()?;
+        no_shard_keys(request.shard_key_selector.as_ref())?;
+        let group_by = json_path(&request.group_by)?;
+        let name = request.collection_name.clone();
+        let with_lookup = request.with_lookup.clone();
+        let groups = request.limit as usize;
+        let group_size = request.group_size as usize;
+        let plan = Plan::Recommend(RecommendPlan::new(RecommendParts {
+            positive: request.positive,
+            negative: request.negative,
+            positive_vectors: request.positive_vectors,
+            negative_vectors: request.negative_vectors,
+            strategy: request.strategy,
+            using: request.using,
+            lookup_from: request.lookup_from,
+            filter: request.filter,
+            params: search_params(request.params)?,
+            score_threshold: request.score_threshold,
+            limit: groups,
+            offset: 0,
+            with_payload: with_payload(request.with_payload, false)?,
+            with_vector: with_vectors(request.with_vectors),
+        })?);
+        let collection = self.storage().get(&name)?;
+        let result = self
+            .run_groups(
+                &name,
+                collection,
+                GroupSource::Plan {
+                    plan,
+                    group_by,
+                    groups,
+                    group_size,
+                },
+                with_lookup,
+            )
+            .await?;
+        Ok(Response::new(pb::RecommendGroupsResponse {
+            result: Some(result),
+            time: started.elapsed().as_secs_f64(),
+            usage: None,
+        }))
     }
 
     async fn discover(
         &self,
-        _request: Request<pb::DiscoverPoints>,
+        request: Request<pb::DiscoverPoints>,
     ) -> Result<Response<pb::DiscoverResponse>, Status> {
-        Err(unimplemented("Points/Discover"))
+        let started = Instant::now();
+        let request = request.into_inner();
+        Validation::new().min("limit", request.limit, 1).finish()?;
+        let name = request.collection_name.clone();
+        let plan = discover_plan(request)?;
+        let mut results = self.run_plans(&name, vec![plan]).await?;
+        Ok(Response::new(pb::DiscoverResponse {
+            result: results.pop().unwrap_or_default(),
+            time: started.elapsed().as_secs_f64(),
+            usage: None,
+        }))
     }
 
     async fn discover_batch(
         &self,
-        _request: Request<pb::DiscoverBatchPoints>,
+        request: Request<pb::DiscoverBatchPoints>,
     ) -> Result<Response<pb::DiscoverBatchResponse>, Status> {
-        Err(unimplemented("Points/DiscoverBatch"))
+        let started = Instant::now();
+        let request = request.into_inner();
+        let mut validation = Validation::new();
+        for (i, discover) in request.discover_points.iter().enumerate() {
+            validation.min(&format!("discover_points[{i}].limit"), discover.limit, 1);
+        }
+        validation.finish()?;
+        let plans = request
+            .discover_points
+            .into_iter()
+            .map(discover_plan)
+            .collect::<Result<Vec<_>, _>>()?;
+        let results = self.run_plans(&request.collection_name, plans).await?;
+        Ok(Response::new(pb::DiscoverBatchResponse {
+            result: batch_results(results),
+            time: started.elapsed().as_secs_f64(),
+            usage: None,
+        }))
     }
 
     async fn count(
@@ -365,11 +541,14 @@ impl Points for QdrantApi {
     ) -> Result<Response<pb::QueryResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
-        let collection = self.storage().get(&request.collection_name)?;
-        let query = query_request(&collection.shard().config(), request)?;
-        let points = run_blocking(move || Ok(collection.shard().query(query)?)).await?;
+        Validation::new()
+            .min_opt("limit", request.limit, 1)
+            .finish()?;
+        let name = request.collection_name.clone();
+        let plan = query_plan(request)?;
+        let mut results = self.run_plans(&name, vec![plan]).await?;
         Ok(Response::new(pb::QueryResponse {
-            result: points.into_iter().map(scored_point_to_pb).collect(),
+            result: results.pop().unwrap_or_default(),
             time: started.elapsed().as_secs_f64(),
             usage: None,
         }))
@@ -381,18 +560,19 @@ impl Points for QdrantApi {
     ) -> Result<Response<pb::QueryBatchResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
-        let collection = self.storage().get(&request.collection_name)?;
-        let queries = {
-            let config = collection.shard().config();
-            request
-                .query_points
-                .into_iter()
-                .map(|query| query_request(&config, query))
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        let result = run_query_batch(collection, queries).await?;
+        let mut validation = Validation::new();
+        for (i, query) in request.query_points.iter().enumerate() {
+            validation.min_opt(&format!("query_points[{i}].limit"), query.limit, 1);
+        }
+        validation.finish()?;
+        let plans = request
+            .query_points
+            .into_iter()
+            .map(query_plan)
+            .collect::<Result<Vec<_>, _>>()?;
+        let results = self.run_plans(&request.collection_name, plans).await?;
         Ok(Response::new(pb::QueryBatchResponse {
-            result,
+            result: batch_results(results),
             time: started.elapsed().as_secs_f64(),
             usage: None,
         }))
@@ -400,9 +580,55 @@ impl Points for QdrantApi {
 
     async fn query_groups(
         &self,
-        _request: Request<pb::QueryPointGroups>,
+        request: Request<pb::QueryPointGroups>,
     ) -> Result<Response<pb::QueryGroupsResponse>, Status> {
-        Err(unimplemented("Points/QueryGroups"))
+        let started = Instant::now();
+        let request = request.into_inner();
+        Validation::new()
+            .not_empty("group_by", &request.group_by)
+            .min_opt("group_size", request.group_size, 1)
+            .min_opt("limit", request.limit, 1)
+            .finish()?;
+        no_shard_keys(request.shard_key_selector.as_ref())?;
+        let group_by = json_path(&request.group_by)?;
+        let groups = request.limit.map_or(DEFAULT_LIMIT, |l| l as usize);
+        let group_size = request
+            .group_size
+            .map_or(DEFAULT_GROUP_SIZE, |s| s as usize);
+        let name = request.collection_name.clone();
+        let with_lookup = request.with_lookup.clone();
+        let plan = Plan::Query(QueryPlan::new(QueryParts {
+            prefetch: request.prefetch,
+            query: request.query,
+            using: request.using,
+            filter: request.filter,
+            params: search_params(request.params)?,
+            score_threshold: request.score_threshold,
+            limit: groups,
+            offset: 0,
+            with_payload: with_payload(request.with_payload, false)?,
+            with_vector: with_vectors(request.with_vectors),
+            lookup_from: request.lookup_from,
+        })?);
+        let collection = self.storage().get(&name)?;
+        let result = self
+            .run_groups(
+                &name,
+                collection,
+                GroupSource::Plan {
+                    plan,
+                    group_by,
+                    groups,
+                    group_size,
+                },
+                with_lookup,
+            )
+            .await?;
+        Ok(Response::new(pb::QueryGroupsResponse {
+            result: Some(result),
+            time: started.elapsed().as_secs_f64(),
+            usage: None,
+        }))
     }
 
     async fn facet(
@@ -415,7 +641,7 @@ impl Points for QdrantApi {
         let collection = self.storage().get(&request.collection_name)?;
         let facet = FacetRequest {
             key: json_path(&request.key)?,
-            limit: request.limit.map_or(DEFAULT_LIMIT as usize, |l| l as usize),
+            limit: request.limit.map_or(DEFAULT_LIMIT, |l| l as usize),
             filter: filter_opt(request.filter)?,
             exact: request.exact.unwrap_or(false),
         };
@@ -449,20 +675,206 @@ impl Points for QdrantApi {
 
     async fn search_matrix_pairs(
         &self,
-        _request: Request<pb::SearchMatrixPoints>,
+        request: Request<pb::SearchMatrixPoints>,
     ) -> Result<Response<pb::SearchMatrixPairsResponse>, Status> {
-        Err(unimplemented("Points/SearchMatrixPairs"))
+        let started = Instant::now();
+        let matrix = self.search_matrix(request.into_inner()).await?;
+        let pairs = matrix
+            .sample_ids
+            .into_iter()
+            .zip(matrix.nearests)
+            .flat_map(|(a, nearest)| {
+                nearest.into_iter().map(move |point| pb::SearchMatrixPair {
+                    a: Some(point_id_to_pb(a)),
+                    b: Some(point_id_to_pb(point.id)),
+                    score: point.score,
+                })
+            })
+            .collect();
+        Ok(Response::new(pb::SearchMatrixPairsResponse {
+            result: Some(pb::SearchMatrixPairs { pairs }),
+            time: started.elapsed().as_secs_f64(),
+            usage: None,
+        }))
     }
 
     async fn search_matrix_offsets(
         &self,
-        _request: Request<pb::SearchMatrixPoints>,
+        request: Request<pb::SearchMatrixPoints>,
     ) -> Result<Response<pb::SearchMatrixOffsetsResponse>, Status> {
-        Err(unimplemented("Points/SearchMatrixOffsets"))
+        let started = Instant::now();
+        let matrix = self.search_matrix(request.into_inner()).await?;
+        let offset_of: std::collections::HashMap<PointId, u64> = matrix
+            .sample_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i as u64))
+            .collect();
+        let mut result = pb::SearchMatrixOffsets::default();
+        for (row, nearest) in matrix.nearests.into_iter().enumerate() {
+            for point in nearest {
+                result.offsets_row.push(row as u64);
+                result.offsets_col.push(offset_of[&point.id]);
+                result.scores.push(point.score);
+            }
+        }
+        result.ids = matrix.sample_ids.into_iter().map(point_id_to_pb).collect();
+        Ok(Response::new(pb::SearchMatrixOffsetsResponse {
+            result: Some(result),
+            time: started.elapsed().as_secs_f64(),
+            usage: None,
+        }))
     }
 }
 
+/// What a group request groups: an engine request ready to run, or a plan whose point
+/// references still need resolving.
+enum GroupSource {
+    Ready(GroupRequest),
+    Plan {
+        plan: Plan,
+        group_by: JsonPath,
+        groups: usize,
+        group_size: usize,
+    },
+}
+
 impl QdrantApi {
+    /// Resolves the point references of `plans` and runs them as one batch on the collection.
+    async fn run_plans(
+        &self,
+        collection_name: &str,
+        plans: Vec<Plan>,
+    ) -> Result<Vec<Vec<pb::ScoredPoint>>, StorageError> {
+        let collection = self.storage().get(collection_name)?;
+        let resolver = Resolver::new(self.storage(), collection_name, collection, &plans)?;
+        let results = run_blocking(move || {
+            let requests = resolver.build(plans)?;
+            let runnable: Vec<QueryRequest> = requests.iter().flatten().cloned().collect();
+            let mut answers = if runnable.is_empty() {
+                Vec::new()
+            } else {
+                resolver
+                    .collection()
+                    .shard()
+                    .query_batch(QueryBatchRequest::new(runnable))?
+            }
+            .into_iter();
+            Ok(requests
+                .iter()
+                .map(|request| match request {
+                    Some(_) => answers.next().unwrap_or_default(),
+                    None => Vec::new(),
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        Ok(results
+            .into_iter()
+            .map(|points| points.into_iter().map(scored_point_to_pb).collect())
+            .collect())
+    }
+
+    /// Runs a group request, then fills each group's `lookup` from the `with_lookup`
+    /// collection, as Qdrant's `GroupBy` does.
+    async fn run_groups(
+        &self,
+        collection_name: &str,
+        collection: std::sync::Arc<Collection>,
+        source: GroupSource,
+        with_lookup: Option<pb::WithLookup>,
+    ) -> Result<pb::GroupsResult, StorageError> {
+        let resolver = match &source {
+            GroupSource::Ready(_) => None,
+            GroupSource::Plan { plan, .. } => Some(Resolver::new(
+                self.storage(),
+                collection_name,
+                std::sync::Arc::clone(&collection),
+                std::slice::from_ref(plan),
+            )?),
+        };
+        let worker = std::sync::Arc::clone(&collection);
+        let groups = run_blocking(move || {
+            let request = match source {
+                GroupSource::Ready(request) => request,
+                GroupSource::Plan {
+                    plan,
+                    group_by,
+                    groups,
+                    group_size,
+                } => {
+                    let resolver = resolver.expect("a resolver for every plan");
+                    let query =
+                        resolver.build(vec![plan])?.pop().flatten().ok_or_else(|| {
+                            StorageError::service_error("a group plan built nothing")
+                        })?;
+                    GroupRequest::new(query, group_by, groups, group_size)
+                }
+            };
+            Ok(worker.shard().query_groups(request)?)
+        })
+        .await?;
+
+        let mut lookups = std::collections::HashMap::new();
+        if let Some(with_lookup) = with_lookup {
+            let lookup = self
+                .storage()
+                .get(&with_lookup.collection)
+                .map_err(|_| collection_not_found(&with_lookup.collection))?;
+            let ids: Vec<PointId> = groups
+                .iter()
+                .filter_map(|group| group_lookup_id(&serde_json::Value::from(group.key.clone())))
+                .collect();
+            if !ids.is_empty() {
+                let retrieve = RetrieveRequest {
+                    point_ids: ids,
+                    // Qdrant's gRPC `WithLookup` returns the payload unless told otherwise.
+                    with_payload: Some(with_payload(with_lookup.with_payload, true)?),
+                    with_vector: Some(with_vectors(with_lookup.with_vectors)),
+                };
+                let records = run_blocking(move || Ok(lookup.shard().retrieve(retrieve)?)).await?;
+                lookups = records
+                    .into_iter()
+                    .map(|record| (record.id, record_to_pb(record)))
+                    .collect();
+            }
+        }
+
+        Ok(pb::GroupsResult {
+            groups: groups
+                .into_iter()
+                .map(|group| {
+                    let key = serde_json::Value::from(group.key);
+                    pb::PointGroup {
+                        lookup: group_lookup_id(&key).and_then(|id| lookups.remove(&id)),
+                        id: Some(group_id_to_pb(key)),
+                        hits: group.hits.into_iter().map(scored_point_to_pb).collect(),
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    async fn search_matrix(
+        &self,
+        request: pb::SearchMatrixPoints,
+    ) -> Result<SearchMatrixResponse, StorageError> {
+        Validation::new()
+            .min_opt("sample", request.sample, 2)
+            .min_opt("limit", request.limit, 1)
+            .finish()?;
+        no_shard_keys(request.shard_key_selector.as_ref())?;
+        let matrix = SearchMatrixRequest {
+            sample_size: request.sample.map_or(DEFAULT_MATRIX_SAMPLE, |s| s as usize),
+            limit_per_sample: request.limit.map_or(DEFAULT_MATRIX_LIMIT, |l| l as usize),
+            filter: filter_opt(request.filter)?,
+            using: request.using.unwrap_or_default(),
+        };
+        let collection = self.storage().get(&request.collection_name)?;
+        check_vector_exists(&collection.shard().config(), &matrix.using)?;
+        run_blocking(move || Ok(collection.shard().search_matrix(matrix)?)).await
+    }
+
     async fn set_or_overwrite_payload(
         &self,
         request: pb::SetPayloadPoints,
@@ -789,7 +1201,7 @@ fn search_to_query(
     no_shard_keys(search.shard_key_selector.as_ref())?;
     if search.limit == 0 {
         return Err(StorageError::invalid_argument(
-            "Validation error in body: [limit: value 0 invalid, must be 1 or more]",
+            "Validation error in body: [limit: value 0 invalid, must be 1 or larger]",
         ));
     }
     let vector = match search.sparse_indices {
@@ -816,104 +1228,282 @@ fn search_to_query(
     })
 }
 
-fn query_request(
-    config: &EdgeConfig,
-    query: pb::QueryPoints,
-) -> Result<QueryRequest, StorageError> {
+fn query_plan(query: pb::QueryPoints) -> Result<Plan, StorageError> {
     no_shard_keys(query.shard_key_selector.as_ref())?;
-    if query.lookup_from.is_some() {
-        return Err(unsupported("Points/Query", "lookup_from"));
-    }
-    Ok(QueryRequest {
-        prefetches: query
-            .prefetch
-            .into_iter()
-            .map(|prefetch| prefetch_from_pb(config, prefetch))
-            .collect::<Result<_, _>>()?,
-        query: scoring_query(config, query.query, query.using)?,
-        filter: filter_opt(query.filter)?,
-        score_threshold: query.score_threshold,
-        limit: query.limit.unwrap_or(DEFAULT_LIMIT) as usize,
-        offset: query.offset.unwrap_or(0) as usize,
+    Ok(Plan::Query(QueryPlan::new(QueryParts {
+        prefetch: query.prefetch,
+        query: query.query,
+        using: query.using,
+        filter: query.filter,
         params: search_params(query.params)?,
-        with_vector: with_vectors(query.with_vectors),
+        score_threshold: query.score_threshold,
+        limit: query.limit.map_or(DEFAULT_LIMIT, |l| l as usize),
+        offset: query.offset.unwrap_or(0) as usize,
         with_payload: with_payload(query.with_payload, false)?,
-    })
+        with_vector: with_vectors(query.with_vectors),
+        lookup_from: query.lookup_from,
+    })?))
 }
 
-fn prefetch_from_pb(
-    config: &EdgeConfig,
-    prefetch: pb::PrefetchQuery,
-) -> Result<Prefetch, StorageError> {
-    if prefetch.lookup_from.is_some() {
-        return Err(unsupported("Points/Query", "lookup_from"));
+fn recommend_plan(request: pb::RecommendPoints) -> Result<Plan, StorageError> {
+    no_shard_keys(request.shard_key_selector.as_ref())?;
+    Ok(Plan::Recommend(RecommendPlan::new(RecommendParts {
+        positive: request.positive,
+        negative: request.negative,
+        positive_vectors: request.positive_vectors,
+        negative_vectors: request.negative_vectors,
+        strategy: request.strategy,
+        using: request.using,
+        lookup_from: request.lookup_from,
+        filter: request.filter,
+        params: search_params(request.params)?,
+        score_threshold: request.score_threshold,
+        limit: request.limit as usize,
+        offset: request.offset.unwrap_or(0) as usize,
+        with_payload: with_payload(request.with_payload, false)?,
+        with_vector: with_vectors(request.with_vectors),
+    })?))
+}
+
+fn discover_plan(request: pb::DiscoverPoints) -> Result<Plan, StorageError> {
+    no_shard_keys(request.shard_key_selector.as_ref())?;
+    Ok(Plan::Discover(DiscoverPlan::new(DiscoverParts {
+        target: request.target,
+        context: request.context,
+        using: request.using,
+        lookup_from: request.lookup_from,
+        filter: request.filter,
+        params: search_params(request.params)?,
+        limit: request.limit as usize,
+        offset: request.offset.unwrap_or(0) as usize,
+        with_payload: with_payload(request.with_payload, false)?,
+        with_vector: with_vectors(request.with_vectors),
+    })?))
+}
+
+fn batch_results(results: Vec<Vec<pb::ScoredPoint>>) -> Vec<pb::BatchResult> {
+    results
+        .into_iter()
+        .map(|result| pb::BatchResult { result })
+        .collect()
+}
+
+/// A group key as the id of the point `with_lookup` fetches: an unsigned number or a UUID
+/// string, as Qdrant's `PseudoId → PointId` conversion accepts.
+fn group_lookup_id(key: &serde_json::Value) -> Option<PointId> {
+    match key {
+        serde_json::Value::Number(number) => number.as_u64().map(PointId::NumId),
+        serde_json::Value::String(text) => qdrant_edge::external::uuid::Uuid::try_parse(text)
+            .ok()
+            .filter(|uuid| uuid.to_string() == *text)
+            .map(PointId::Uuid),
+        _ => None,
     }
-    Ok(Prefetch {
-        prefetches: prefetch
-            .prefetch
-            .into_iter()
-            .map(|nested| prefetch_from_pb(config, nested))
-            .collect::<Result<_, _>>()?,
-        query: scoring_query(config, prefetch.query, prefetch.using)?,
-        limit: prefetch.limit.unwrap_or(DEFAULT_LIMIT) as usize,
-        params: search_params(prefetch.params)?,
-        filter: filter_opt(prefetch.filter)?,
-        score_threshold: prefetch.score_threshold,
-    })
 }
 
-fn scoring_query(
-    config: &EdgeConfig,
-    query: Option<pb::Query>,
-    using: Option<String>,
-) -> Result<Option<ScoringQuery>, StorageError> {
-    use pb::query::Variant as Q;
-    let Some(variant) = query.and_then(|q| q.variant) else {
-        return Ok(None);
+fn group_id_to_pb(key: serde_json::Value) -> pb::GroupId {
+    use pb::group_id::Kind;
+    let kind = match key {
+        serde_json::Value::Number(number) => match number.as_u64() {
+            Some(unsigned) => Some(Kind::UnsignedValue(unsigned)),
+            None => number.as_i64().map(Kind::IntegerValue),
+        },
+        serde_json::Value::String(text) => Some(Kind::StringValue(text)),
+        _ => None,
     };
-    let using = using.filter(|name| !name.is_empty());
-    let scoring = match variant {
-        Q::Nearest(input) => {
-            let vector = vector_input_from_pb(input)?;
-            check_query_vector(config, using.as_deref().unwrap_or(""), &vector)?;
-            ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
-                query: vector,
-                using,
-            }))
-        }
-        Q::Fusion(fusion) => ScoringQuery::Fusion(match pb::Fusion::try_from(fusion) {
-            Ok(pb::Fusion::Rrf) => Fusion::Rrf {
-                k: DEFAULT_RRF_K,
-                weights: None,
-            },
-            Ok(pb::Fusion::Dbsf) => Fusion::Dbsf,
+    pb::GroupId { kind }
+}
+
+/// Qdrant's `CollectionParams::check_vector_exists`, with its wording.
+fn check_vector_exists(config: &EdgeConfig, name: &str) -> Result<(), StorageError> {
+    if config.vectors.contains_key(name) || config.sparse_vectors.contains_key(name) {
+        return Ok(());
+    }
+    let mut dense: Vec<&String> = config.vectors.keys().collect();
+    dense.sort();
+    let mut sparse: Vec<&String> = config.sparse_vectors.keys().collect();
+    sparse.sort();
+    let available: Vec<&str> = dense
+        .into_iter()
+        .chain(sparse)
+        .map(String::as_str)
+        .collect();
+    Err(StorageError::bad_input(if available.is_empty() {
+        "Vectors are not configured in this collection".to_owned()
+    } else if available == [""] {
+        format!("Vector with name {name} is not configured in this collection")
+    } else if name.is_empty() {
+        format!(
+            "Collection requires specified vector name in the request, available names: {}",
+            available.join(", ")
+        )
+    } else {
+        format!(
+            "Vector with name `{name}` is not configured in this collection, available names: {}",
+            available.join(", ")
+        )
+    }))
+}
+
+/// The configuration of a new named vector. The engine's config types are only reachable
+/// through serde, so the request is turned into their JSON form.
+fn vector_name_config(
+    config: Option<pb::create_vector_name_request::VectorConfig>,
+) -> Result<VectorNameConfig, StorageError> {
+    use pb::create_vector_name_request::VectorConfig;
+    let config = config.ok_or_else(|| {
+        StorageError::invalid_argument("vector_config is required (dense_config or sparse_config)")
+    })?;
+    let datatype = |datatype: Option<i32>| -> Result<serde_json::Value, StorageError> {
+        let Some(value) = datatype else {
+            return Ok(serde_json::Value::Null);
+        };
+        Ok(match pb::Datatype::try_from(value) {
+            Ok(pb::Datatype::Default) => serde_json::Value::Null,
+            Ok(pb::Datatype::Float32) => "float32".into(),
+            Ok(pb::Datatype::Float16) => "float16".into(),
+            Ok(pb::Datatype::Uint8) => "uint8".into(),
+            Ok(pb::Datatype::Turbo4) => "turbo4".into(),
+            Ok(pb::Datatype::Turbo8) => "turbo8".into(),
+            Ok(pb::Datatype::Turbo16) => "turbo16".into(),
             Err(_) => {
                 return Err(StorageError::invalid_argument(format!(
-                    "Unknown fusion: {fusion}"
+                    "Cannot convert datatype: {value}"
                 )));
             }
-        }),
-        Q::Rrf(rrf) => ScoringQuery::Fusion(Fusion::Rrf {
-            k: rrf.k.map_or(DEFAULT_RRF_K, |k| k as usize),
-            weights: (!rrf.weights.is_empty())
-                .then(|| rrf.weights.into_iter().map(OrderedFloat).collect()),
-        }),
-        Q::OrderBy(order) => ScoringQuery::OrderBy(order_by(order)?),
-        Q::Sample(_) => ScoringQuery::Sample(Sample::Random),
-        Q::Recommend(_) => return Err(unsupported("Points/Query", "recommend queries")),
-        Q::Discover(_) => return Err(unsupported("Points/Query", "discover queries")),
-        Q::Context(_) => return Err(unsupported("Points/Query", "context queries")),
-        Q::Formula(_) => return Err(unsupported("Points/Query", "formula queries")),
-        Q::NearestWithMmr(_) => return Err(unsupported("Points/Query", "MMR queries")),
-        Q::RelevanceFeedback(_) => {
-            return Err(unsupported("Points/Query", "relevance feedback queries"));
-        }
-        Q::Text(_) => return Err(unsupported("Points/Query", "text (BM25) queries")),
+        })
     };
-    Ok(Some(scoring))
+    let json = match config {
+        VectorConfig::DenseConfig(dense) => {
+            let distance = match pb::Distance::try_from(dense.distance) {
+                Ok(pb::Distance::Cosine) => "Cosine",
+                Ok(pb::Distance::Euclid) => "Euclid",
+                Ok(pb::Distance::Dot) => "Dot",
+                Ok(pb::Distance::Manhattan) => "Manhattan",
+                Ok(pb::Distance::UnknownDistance) => {
+                    return Err(StorageError::invalid_argument(
+                        "Malformed distance parameter: UnknownDistance",
+                    ));
+                }
+                Err(_) => {
+                    return Err(StorageError::invalid_argument(format!(
+                        "Malformed distance parameter, unexpected value: {}",
+                        dense.distance
+                    )));
+                }
+            };
+            Validation::new()
+                .min("vector_config.size", dense.size, 1)
+                .finish()?;
+            let multivector = match dense.multivector_config {
+                None => serde_json::Value::Null,
+                Some(multi) => match pb::MultiVectorComparator::try_from(multi.comparator) {
+                    Ok(pb::MultiVectorComparator::MaxSim) => {
+                        serde_json::json!({ "comparator": "max_sim" })
+                    }
+                    Err(_) => {
+                        return Err(StorageError::invalid_argument(
+                            "Unknown multi vector comparator",
+                        ));
+                    }
+                },
+            };
+            serde_json::json!({ "dense": {
+                "size": dense.size,
+                "distance": distance,
+                "multivector_config": multivector,
+                "datatype": datatype(dense.datatype)?,
+            }})
+        }
+        VectorConfig::SparseConfig(sparse) => {
+            let modifier = match sparse.modifier.map(pb::Modifier::try_from) {
+                None => serde_json::Value::Null,
+                Some(Ok(pb::Modifier::None)) => "none".into(),
+                Some(Ok(pb::Modifier::Idf)) => "idf".into(),
+                Some(Err(_)) => {
+                    return Err(StorageError::invalid_argument(format!(
+                        "Cannot convert sparse modifier: {}",
+                        sparse.modifier.unwrap_or_default()
+                    )));
+                }
+            };
+            serde_json::json!({ "sparse": {
+                "modifier": modifier,
+                "datatype": datatype(sparse.datatype)?,
+            }})
+        }
+    };
+    serde_json::from_value(json).map_err(|err| {
+        StorageError::service_error(format!("converting the vector config failed: {err}"))
+    })
 }
 
-fn order_by(order: pb::OrderBy) -> Result<OrderBy, StorageError> {
+/// Qdrant's `validate_vector_name`: names are path segments in its REST API.
+fn check_vector_name(name: &str) -> Result<(), StorageError> {
+    let problem = if name.is_empty() {
+        Some("vector name cannot be empty")
+    } else if name.len() > 255 {
+        Some("vector name is too long")
+    } else if name.contains(['/', '\\']) || name.chars().any(char::is_control) {
+        Some("vector name contains invalid characters")
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(StorageError::bad_input(format!(
+            "Invalid vector name `{name}`: {problem}"
+        ))),
+    }
+}
+
+/// Qdrant refuses to create a vector whose name is taken by one of another kind or
+/// configuration; the same configuration again is a no-op.
+fn check_vector_name_free(
+    config: &EdgeConfig,
+    name: &str,
+    requested: &VectorNameConfig,
+) -> Result<(), StorageError> {
+    let requested = serde_json::to_value(requested).unwrap_or_default();
+    if let Some(dense) = requested.get("dense") {
+        if let Some(existing) = config.vectors.get(name) {
+            let same = serde_json::to_value(existing.size).ok() == dense.get("size").cloned()
+                && serde_json::to_value(existing.distance).ok() == dense.get("distance").cloned()
+                && serde_json::to_value(existing.multivector_config).ok()
+                    == Some(dense.get("multivector_config").cloned().unwrap_or_default())
+                && serde_json::to_value(existing.datatype).ok()
+                    == Some(dense.get("datatype").cloned().unwrap_or_default());
+            if !same {
+                return Err(StorageError::bad_input(format!(
+                    "Vector `{name}` already exists with a different configuration"
+                )));
+            }
+        } else if config.sparse_vectors.contains_key(name) {
+            return Err(StorageError::bad_input(format!(
+                "Vector `{name}` already exists as a sparse vector"
+            )));
+        }
+    } else if let Some(sparse) = requested.get("sparse") {
+        if let Some(existing) = config.sparse_vectors.get(name) {
+            let same = serde_json::to_value(existing.modifier).ok()
+                == Some(sparse.get("modifier").cloned().unwrap_or_default())
+                && serde_json::to_value(existing.datatype).ok()
+                    == Some(sparse.get("datatype").cloned().unwrap_or_default());
+            if !same {
+                return Err(StorageError::bad_input(format!(
+                    "Sparse vector `{name}` already exists with a different configuration"
+                )));
+            }
+        } else if config.vectors.contains_key(name) {
+            return Err(StorageError::bad_input(format!(
+                "Vector `{name}` already exists as a dense vector"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn order_by(order: pb::OrderBy) -> Result<OrderBy, StorageError> {
     use pb::start_from::Value as V;
     let direction = match order.direction.map(pb::Direction::try_from) {
         None => None,
@@ -949,7 +1539,9 @@ fn order_by(order: pb::OrderBy) -> Result<OrderBy, StorageError> {
     })
 }
 
-fn search_params(params: Option<pb::SearchParams>) -> Result<Option<SearchParams>, StorageError> {
+pub(crate) fn search_params(
+    params: Option<pb::SearchParams>,
+) -> Result<Option<SearchParams>, StorageError> {
     let Some(params) = params else {
         return Ok(None);
     };

@@ -30,14 +30,14 @@ use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::{
     ClearPayloadPointsBuilder, CollectionExistsRequest, CollectionStatus, Condition,
     CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    DeleteCollectionBuilder, DeletePayloadPointsBuilder, DeletePointsBuilder, Distance, FieldType,
-    Filter, GetCollectionInfoRequest, GetPointsBuilder, HealthCheckRequest, ListCollectionsRequest,
-    ListValue, NamedVectors, PayloadIncludeSelector, PayloadSchemaType, PointId, PointStruct,
-    PointsIdsList, Query, QueryPointsBuilder, Range, RecommendPointsBuilder, RetrievedPoint,
-    ScoredPoint, ScrollPointsBuilder, SearchBatchPointsBuilder, SearchPointsBuilder,
-    SetPayloadPointsBuilder, Struct, UpsertPointsBuilder, Value, ValuesCount, VectorParamsBuilder,
-    VectorsConfigBuilder, VectorsOutput, point_id::PointIdOptions, vector_output,
-    vectors_output::VectorsOptions,
+    CreateShardKeyRequest, DeleteCollectionBuilder, DeletePayloadPointsBuilder,
+    DeletePointsBuilder, Distance, FieldType, Filter, GetCollectionInfoRequest, GetPointsBuilder,
+    HealthCheckRequest, ListCollectionsRequest, ListValue, NamedVectors, PayloadIncludeSelector,
+    PayloadSchemaType, PointId, PointStruct, PointsIdsList, Query, QueryPointsBuilder, Range,
+    RetrievedPoint, ScoredPoint, ScrollPointsBuilder, SearchBatchPointsBuilder,
+    SearchPointsBuilder, SetPayloadPointsBuilder, Struct, UpsertPointsBuilder, Value, ValuesCount,
+    VectorParamsBuilder, VectorsConfigBuilder, VectorsOutput, point_id::PointIdOptions,
+    vector_output, vectors_output::VectorsOptions,
 };
 use qdrant_tower_testkit::TestServer;
 use serde_json::{Value as Json, json};
@@ -46,6 +46,8 @@ use tonic::transport::Channel;
 
 /// Upper bound of any single RPC, so a hang fails the test instead of stalling the binary.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+mod points;
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -1379,18 +1381,17 @@ async fn an_unimplemented_rpc_answers_unimplemented_naming_the_method() {
     }
     let name = target.create_plain("unimplemented", 2, Distance::Dot).await;
     let status = target
-        .points()
-        .recommend(
-            RecommendPointsBuilder::new(&name, 3)
-                .add_positive(1)
-                .build(),
-        )
+        .collections()
+        .create_shard_key(CreateShardKeyRequest {
+            collection_name: name.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
     assert_eq!(
         status.message(),
-        "qdrant-tower-testkit does not implement Points/Recommend yet"
+        "qdrant-tower-testkit does not implement Collections/CreateShardKey yet"
     );
     target.drop_collection(&name).await;
 }
