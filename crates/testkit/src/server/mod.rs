@@ -264,7 +264,7 @@ impl TestServerBuilder {
         let settings = StorageSettings {
             search_threads: self.search_threads,
         };
-        let storage = tokio::task::spawn_blocking(move || Storage::open(root, settings))
+        let storage = tokio::task::spawn_blocking(move || Storage::open(Arc::new(root), settings))
             .await
             .map_err(|err| {
                 TestkitError::Server(format!("opening the storage panicked: {err}"))
