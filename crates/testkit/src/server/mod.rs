@@ -166,6 +166,29 @@ impl TestServer {
         self.hooks.connections.kill_all()
     }
 
+    /// Restores collection `collection` from a collection snapshot file that this testkit made
+    /// (`Snapshots/Create`, stored under `<data_dir>/snapshots/<collection>/`), replacing a
+    /// collection of that name if there is one; its aliases stay. Qdrant recovers snapshots
+    /// through its REST API only (`PUT /collections/{name}/snapshots/recover`), which the testkit
+    /// does not serve, hence this method.
+    ///
+    /// Fails with [`TestkitError::Server`] when the server is stopped or the file is not a
+    /// testkit collection snapshot.
+    pub async fn recover_snapshot(
+        &self,
+        collection: &str,
+        snapshot: impl AsRef<Path>,
+    ) -> Result<(), TestkitError> {
+        let storage = self
+            .storage
+            .as_ref()
+            .ok_or_else(|| TestkitError::Server("the server is stopped".to_owned()))?;
+        storage
+            .recover_snapshot(collection, snapshot.as_ref())
+            .await
+            .map_err(|err| TestkitError::Server(err.to_string()))
+    }
+
     /// Stops the server gracefully: it stops accepting connections, lets the open ones finish
     /// (for at most 5 s), waits for running optimizations, then flushes every collection's WAL
     /// and segments to disk and closes their files.

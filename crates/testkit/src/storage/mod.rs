@@ -11,6 +11,8 @@
 //! <data_dir>/aliases.json                                 alias → collection name
 //! <data_dir>/collections/<uuid>/testkit_collection.json   name, creation time, reported settings
 //! <data_dir>/collections/<uuid>/shard/                    the EdgeShard (WAL, segments)
+//! <data_dir>/snapshots/<collection>/<name>.snapshot       collection snapshots (+ .checksum)
+//! <data_dir>/snapshots/full-snapshot-<date>.snapshot      full snapshots (+ .checksum)
 //! ```
 //! A directory per collection *instance* (not per name) means a shard that is still draining
 //! after its collection was deleted can never touch a new collection of the same name.
@@ -22,6 +24,7 @@
 mod aliases;
 mod error;
 mod meta;
+mod snapshots;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -39,6 +42,7 @@ pub(crate) use self::aliases::AliasChange;
 pub(crate) use self::error::StorageError;
 pub(crate) use self::meta::CollectionSettings;
 use self::meta::{CollectionMeta, META_FILE};
+pub(crate) use self::snapshots::SnapshotInfo;
 use crate::TestkitError;
 
 const COLLECTIONS_DIR: &str = "collections";
@@ -126,6 +130,8 @@ impl Storage {
         };
         let collections_dir = root.path.join(COLLECTIONS_DIR);
         fs::create_dir_all(&collections_dir).map_err(data_dir_error(&collections_dir))?;
+        let snapshots_dir = snapshots::snapshots_dir(&root.path);
+        fs::create_dir_all(&snapshots_dir).map_err(data_dir_error(&snapshots_dir))?;
         let peer_id =
             meta::load_or_create_peer_id(&root.path).map_err(data_dir_error(&root.path))?;
         let entries = fs::read_dir(&collections_dir).map_err(data_dir_error(&collections_dir))?;
@@ -235,7 +241,7 @@ impl Storage {
         Ok(())
     }
 
-    /// Deletes a collection, its aliases and its files.
+    /// Deletes a collection, its aliases and its files (not its snapshots, as in Qdrant).
     /// `Ok(false)` when there was no such collection, as Qdrant answers; `name` is not resolved
     /// as an alias.
     pub(crate) async fn delete(&self, name: &str) -> Result<bool, StorageError> {
@@ -340,7 +346,8 @@ pub(crate) struct Collection {
     /// Set when the collection is deleted or its server shuts down: no optimization starts.
     closed: AtomicBool,
     optimization_pending: AtomicBool,
-    /// Held while the optimizer runs, and by `destroy`, so files are not removed under it.
+    /// Held while the optimizer runs, and by `destroy` and snapshots, so files are not removed
+    /// or replaced under them.
     optimizer_run: Mutex<()>,
     optimizer_error: Mutex<Option<String>>,
     _root: Arc<DataRoot>,
@@ -437,6 +444,11 @@ impl Collection {
 
     pub(crate) fn shard(&self) -> &EdgeShard {
         &self.shard
+    }
+
+    /// The collection's own name (never an alias).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     pub(crate) fn created_at(&self) -> SystemTime {
