@@ -1446,6 +1446,11 @@ async fn a_persistent_data_dir_keeps_collections_across_restarts() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Collections beyond create/get/list/delete, aliases, cluster info, snapshots, restarts
+
+mod collections;
+
+// ---------------------------------------------------------------------------------------------
 // Fault injection (testkit only: these tests always start their own server)
 
 mod faults {
