@@ -29,8 +29,8 @@ pub enum TestkitError {
         /// The engine's error.
         message: String,
     },
-    /// The listener could not be bound to `127.0.0.1`.
-    #[error("cannot bind the gRPC listener on 127.0.0.1: {0}")]
+    /// The listener could not be bound to its address (the message names it).
+    #[error("cannot bind the gRPC listener on {0}")]
     Bind(#[source] io::Error),
     /// The server task or a storage task failed (panicked, or the engine reported an error).
     #[error("testkit server failure: {0}")]

@@ -50,15 +50,30 @@
 //! # }
 //! ```
 //!
-//! What is implemented: the health check; collections create, delete, get, list and exists;
-//! points upsert, delete, get, update and delete vectors, set, overwrite, delete and clear
-//! payload, create and delete payload index, search, search batch, scroll, count, query and
-//! query batch (nearest, fusion, order-by and sample queries, with prefetches), facet and update
-//! batch. Every other RPC answers `UNIMPLEMENTED` with a message naming it.
+//! What is implemented: the health check; collections create, delete, get, list, exists and
+//! update (HNSW, per-vector HNSW, optimizers, replication and fan-out settings, metadata),
+//! aliases (update, list, list per collection; every lookup by name accepts an alias), cluster
+//! info (one local active shard) and shard key listing; snapshots create, list and delete, per
+//! collection and full; points upsert, delete, get, update and delete vectors, set, overwrite,
+//! delete and clear payload, create and delete payload index, search, search batch, scroll,
+//! count, query and query batch (nearest, fusion, order-by and sample queries, with prefetches),
+//! facet and update batch. Cluster changes and shard key changes answer `UNIMPLEMENTED`
+//! "Qdrant is running in standalone mode", as a single-node Qdrant does. Every other RPC
+//! answers `UNIMPLEMENTED` with a message naming it.
 //!
-//! Inside, `storage` owns the collections (a name → `EdgeShard` map and the data directory) and
-//! knows nothing of gRPC; `server` holds the tonic services and the protobuf ↔ engine
-//! conversions. Every RPC goes through one wrapper in front of the handlers, where
+//! A server keeps its collections, points and aliases in its data directory:
+//! [`TestServer::stop`] and [`TestServer::restart`] bring it down and up again on the same
+//! address and data, and a server started on a persistent
+//! [`data_dir`](TestServerBuilder::data_dir) finds everything a previous one left. The
+//! `qdrant-tower-testkit` binary runs the same server standalone:
+//!
+//! ```text
+//! cargo run -p qdrant-tower-testkit -- serve --port 6334 --data ./qdrant-data
+//! ```
+//!
+//! Inside, `storage` owns the collections (a name → `EdgeShard` map, the aliases, the snapshots
+//! and the data directory) and knows nothing of gRPC; `server` holds the tonic services and the
+//! protobuf ↔ engine conversions. Every RPC goes through one wrapper in front of the handlers, where
 //! [`faults`] injects errors, delays, hangs and dropped connections and records each call
 //! ([`TestServer::set_faults`], [`TestServer::calls`]); a [`ChaosProxy`] can sit in front of
 //! [`TestServer::addr`] for faults on the wire, and a [`Scenario`] plays both over time.

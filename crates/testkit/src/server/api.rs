@@ -1,4 +1,4 @@
-//! The state behind the three gRPC services, and `qdrant.Qdrant` (the health check).
+//! The state behind the gRPC services, and `qdrant.Qdrant` (the health check).
 
 use std::sync::Arc;
 
@@ -16,7 +16,8 @@ pub(crate) const TITLE: &str = "qdrant - vector search engine";
 /// the qdrant-client the workspace uses.
 pub(crate) const VERSION: &str = "1.20.0";
 
-/// One shared implementation of `Qdrant`, `Collections` and `Points`; cloning is cheap.
+/// One shared implementation of `Qdrant`, `Collections`, `Points` and `Snapshots`; cloning is
+/// cheap.
 ///
 /// Every RPC goes through these trait impls; `intercept::Intercepted` wraps them for fault
 /// injection and call recording, without touching the storage.

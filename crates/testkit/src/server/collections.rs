@@ -1,5 +1,9 @@
-//! `qdrant.Collections`: create, delete, get, list and exists, with `CreateCollection` ↔
-//! `EdgeConfig` and `CollectionInfo` conversions.
+//! `qdrant.Collections`: create, delete, get, list, exists, update, aliases, cluster info and
+//! shard keys, with `CreateCollection` → `EdgeConfig`, `UpdateCollection` → shard config and
+//! `EdgeShard` → `CollectionInfo` conversions.
+//!
+//! The cluster RPCs answer as a single-node Qdrant (cluster mode off) does: one local shard,
+//! no shard keys, and `UNIMPLEMENTED` "Qdrant is running in standalone mode" for changes.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -11,15 +15,23 @@ use qdrant_edge::{
     BinaryQuantizationConfig, BinaryQuantizationEncoding, BinaryQuantizationQueryEncoding,
     CompressionRatio, Distance, EdgeConfig, EdgeOptimizersConfig, EdgeSparseVectorParams,
     EdgeVectorParams, HnswIndexConfig, Memory, Modifier, MultiVectorComparator, MultiVectorConfig,
-    PayloadSchemaType, ProductQuantizationConfig, QuantizationConfig, ScalarQuantizationConfig,
-    ScalarType, VectorStorageDatatype, WalOptions,
+    PayloadSchemaParams, PayloadSchemaType, ProductQuantizationConfig, QuantizationConfig,
+    ScalarQuantizationConfig, ScalarType, TokenizerType, VectorStorageDatatype, WalOptions,
 };
 use tonic::{Request, Response, Status};
 
 use super::api::QdrantApi;
-use super::convert::memory_from_pb;
-use super::status::unimplemented;
-use crate::storage::{Collection, StorageError, StorageSettings, run_blocking};
+use super::convert::{json_object_from_pb, json_object_to_pb, memory_from_pb};
+use super::status::unsupported;
+use crate::storage::{
+    AliasChange, Collection, CollectionSettings, StorageError, StorageSettings, run_blocking,
+};
+
+/// The method name `unsupported` errors of `UpdateCollection` name.
+const UPDATE: &str = "Collections/Update";
+
+/// Qdrant's default `optimizers.flush_interval_sec`, reported unless a collection sets its own.
+const DEFAULT_FLUSH_INTERVAL_SEC: u64 = 5;
 
 /// WAL segment size of a collection created without `wal_config`. Qdrant's default is 32 MiB;
 /// a test server holds many small collections, so it preallocates less.
@@ -66,8 +78,9 @@ impl Collections for QdrantApi {
         let request = request.into_inner();
         validate_collection_name(&request.collection_name)?;
         let config = edge_config(&request, self.storage().settings())?;
+        let settings = create_settings(&request)?;
         self.storage()
-            .create(&request.collection_name, config)
+            .create(&request.collection_name, config, settings)
             .await?;
         Ok(Response::new(pb::CollectionOperationResponse {
             result: true,
@@ -77,9 +90,20 @@ impl Collections for QdrantApi {
 
     async fn update(
         &self,
-        _request: Request<pb::UpdateCollection>,
+        request: Request<pb::UpdateCollection>,
     ) -> Result<Response<pb::CollectionOperationResponse>, Status> {
-        Err(unimplemented("Collections/Update"))
+        let started = Instant::now();
+        let request = request.into_inner();
+        validate_collection_name(&request.collection_name)?;
+        let name = request.collection_name.clone();
+        let update = CollectionUpdate::from_pb(request)?;
+        self.storage()
+            .update_collection(&name, move |collection| update.apply(collection))
+            .await?;
+        Ok(Response::new(pb::CollectionOperationResponse {
+            result: true,
+            time: started.elapsed().as_secs_f64(),
+        }))
     }
 
     async fn delete(
@@ -97,30 +121,101 @@ impl Collections for QdrantApi {
 
     async fn update_aliases(
         &self,
-        _request: Request<pb::ChangeAliases>,
+        request: Request<pb::ChangeAliases>,
     ) -> Result<Response<pb::CollectionOperationResponse>, Status> {
-        Err(unimplemented("Collections/UpdateAliases"))
+        use pb::alias_operations::Action;
+        let started = Instant::now();
+        let changes = request
+            .into_inner()
+            .actions
+            .into_iter()
+            .map(|operation| match operation.action {
+                Some(Action::CreateAlias(create)) => Ok(AliasChange::Create {
+                    collection: create.collection_name,
+                    alias: create.alias_name,
+                }),
+                Some(Action::RenameAlias(rename)) => Ok(AliasChange::Rename {
+                    old: rename.old_alias_name,
+                    new: rename.new_alias_name,
+                }),
+                Some(Action::DeleteAlias(delete)) => Ok(AliasChange::Delete {
+                    alias: delete.alias_name,
+                }),
+                None => Err(Status::invalid_argument("Malformed AliasOperation type")),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.storage().update_aliases(changes).await?;
+        Ok(Response::new(pb::CollectionOperationResponse {
+            result: true,
+            time: started.elapsed().as_secs_f64(),
+        }))
     }
 
     async fn list_collection_aliases(
         &self,
-        _request: Request<pb::ListCollectionAliasesRequest>,
+        request: Request<pb::ListCollectionAliasesRequest>,
     ) -> Result<Response<pb::ListAliasesResponse>, Status> {
-        Err(unimplemented("Collections/ListCollectionAliases"))
+        let started = Instant::now();
+        let name = request.into_inner().collection_name;
+        validate_collection_name(&name)?;
+        let aliases = self
+            .storage()
+            .collection_aliases(&name)
+            .into_iter()
+            .map(|alias_name| pb::AliasDescription {
+                alias_name,
+                collection_name: name.clone(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListAliasesResponse {
+            aliases,
+            time: started.elapsed().as_secs_f64(),
+        }))
     }
 
     async fn list_aliases(
         &self,
         _request: Request<pb::ListAliasesRequest>,
     ) -> Result<Response<pb::ListAliasesResponse>, Status> {
-        Err(unimplemented("Collections/ListAliases"))
+        let started = Instant::now();
+        let aliases = self
+            .storage()
+            .all_aliases()
+            .into_iter()
+            .map(|(alias_name, collection_name)| pb::AliasDescription {
+                alias_name,
+                collection_name,
+            })
+            .collect();
+        Ok(Response::new(pb::ListAliasesResponse {
+            aliases,
+            time: started.elapsed().as_secs_f64(),
+        }))
     }
 
     async fn collection_cluster_info(
         &self,
-        _request: Request<pb::CollectionClusterInfoRequest>,
+        request: Request<pb::CollectionClusterInfoRequest>,
     ) -> Result<Response<pb::CollectionClusterInfoResponse>, Status> {
-        Err(unimplemented("Collections/CollectionClusterInfo"))
+        let started = Instant::now();
+        let collection = self.storage().get(&request.into_inner().collection_name)?;
+        // Qdrant counts approximately here too.
+        let points_count =
+            run_blocking(move || Ok(collection.shard().info()?.points_count)).await?;
+        Ok(Response::new(pb::CollectionClusterInfoResponse {
+            peer_id: self.storage().peer_id(),
+            shard_count: 1,
+            local_shards: vec![pb::LocalShardInfo {
+                shard_id: 0,
+                points_count: points_count as u64,
+                state: pb::ReplicaState::Active as i32,
+                shard_key: None,
+            }],
+            remote_shards: Vec::new(),
+            shard_transfers: Vec::new(),
+            resharding_operations: Vec::new(),
+            time: started.elapsed().as_secs_f64(),
+        }))
     }
 
     async fn collection_exists(
@@ -137,30 +232,55 @@ impl Collections for QdrantApi {
 
     async fn update_collection_cluster_setup(
         &self,
-        _request: Request<pb::UpdateCollectionClusterSetupRequest>,
+        request: Request<pb::UpdateCollectionClusterSetupRequest>,
     ) -> Result<Response<pb::UpdateCollectionClusterSetupResponse>, Status> {
-        Err(unimplemented("Collections/UpdateCollectionClusterSetup"))
+        if request.into_inner().operation.is_none() {
+            return Err(Status::invalid_argument("empty operation"));
+        }
+        Err(StorageError::standalone_mode().into())
     }
 
     async fn create_shard_key(
         &self,
-        _request: Request<pb::CreateShardKeyRequest>,
+        request: Request<pb::CreateShardKeyRequest>,
     ) -> Result<Response<pb::CreateShardKeyResponse>, Status> {
-        Err(unimplemented("Collections/CreateShardKey"))
+        let Some(request) = request.into_inner().request else {
+            return Err(Status::invalid_argument("empty request"));
+        };
+        check_shard_key(request.shard_key)?;
+        Err(StorageError::standalone_mode().into())
     }
 
     async fn delete_shard_key(
         &self,
-        _request: Request<pb::DeleteShardKeyRequest>,
+        request: Request<pb::DeleteShardKeyRequest>,
     ) -> Result<Response<pb::DeleteShardKeyResponse>, Status> {
-        Err(unimplemented("Collections/DeleteShardKey"))
+        let Some(request) = request.into_inner().request else {
+            return Err(Status::invalid_argument("empty request"));
+        };
+        check_shard_key(request.shard_key)?;
+        Err(StorageError::standalone_mode().into())
     }
 
     async fn list_shard_keys(
         &self,
-        _request: Request<pb::ListShardKeysRequest>,
+        request: Request<pb::ListShardKeysRequest>,
     ) -> Result<Response<pb::ListShardKeysResponse>, Status> {
-        Err(unimplemented("Collections/ListShardKeys"))
+        let started = Instant::now();
+        // Every collection is auto-sharded: it exists, and has no shard keys.
+        self.storage().get(&request.into_inner().collection_name)?;
+        Ok(Response::new(pb::ListShardKeysResponse {
+            shard_keys: Vec::new(),
+            time: started.elapsed().as_secs_f64(),
+        }))
+    }
+}
+
+/// Qdrant's conversion of a shard key request, which runs before the standalone check.
+fn check_shard_key(key: Option<pb::ShardKey>) -> Result<(), Status> {
+    match key.and_then(|key| key.key) {
+        Some(_) => Ok(()),
+        None => Err(Status::invalid_argument("Shard key is not specified")),
     }
 }
 
@@ -179,6 +299,221 @@ fn validate_collection_name(name: &str) -> Result<(), StorageError> {
         )));
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reported-only settings and UpdateCollection
+
+/// The settings of a new collection that Qdrant reports but the engine does not keep.
+#[allow(deprecated)] // `deprecated_max_optimization_threads` is still sent by older clients.
+fn create_settings(request: &pb::CreateCollection) -> Result<CollectionSettings, StorageError> {
+    let mut settings = CollectionSettings {
+        replication_factor: non_zero("replication_factor", request.replication_factor)?,
+        write_consistency_factor: non_zero(
+            "write_consistency_factor",
+            request.write_consistency_factor,
+        )?,
+        metadata: json_object_from_pb(request.metadata.clone()),
+        ..CollectionSettings::default()
+    };
+    if let Some(diff) = &request.optimizers_config {
+        apply_reported_optimizers(&mut settings, diff);
+    }
+    Ok(settings)
+}
+
+/// Qdrant's check of the replication settings (`CollectionParamsDiff` conversion).
+fn non_zero(field: &str, value: Option<u32>) -> Result<Option<u32>, StorageError> {
+    if value == Some(0) {
+        return Err(StorageError::invalid_argument(format!(
+            "`{field}` cannot be 0"
+        )));
+    }
+    Ok(value)
+}
+
+#[allow(deprecated)]
+fn apply_reported_optimizers(settings: &mut CollectionSettings, diff: &pb::OptimizersConfigDiff) {
+    use pb::max_optimization_threads::Variant;
+    if let Some(seconds) = diff.flush_interval_sec {
+        settings.flush_interval_sec = Some(seconds);
+    }
+    if let Some(threads) = diff.deprecated_max_optimization_threads {
+        settings.max_optimization_threads = Some(threads);
+    } else if let Some(threads) = diff.max_optimization_threads {
+        settings.max_optimization_threads = match threads.variant {
+            Some(Variant::Value(threads)) => Some(threads),
+            Some(Variant::Setting(_)) | None => None,
+        };
+    }
+}
+
+/// What an `UpdateCollection` request changes, checked before anything is applied.
+///
+/// Applied as Qdrant's `TableOfContent::update_collection` does, in its order (optimizers,
+/// params, HNSW, vectors, metadata); a failing step keeps the steps before it, as in Qdrant.
+/// What the engine can change in place is applied to the shard's config (HNSW, per-vector HNSW,
+/// optimizers); replication, fan-out, flush interval, optimizer threads and metadata are kept
+/// with the collection and reported back. The rest (payload or vector storage placement,
+/// quantization, sparse vectors, strict mode) would need the shard rebuilt: it is refused, with
+/// `UNIMPLEMENTED` naming the field, before anything changes.
+#[derive(Debug)]
+struct CollectionUpdate {
+    optimizers: Option<pb::OptimizersConfigDiff>,
+    params: Option<pb::CollectionParamsDiff>,
+    hnsw: Option<pb::HnswConfigDiff>,
+    vectors: Vec<(String, pb::HnswConfigDiff)>,
+    metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl CollectionUpdate {
+    #[allow(deprecated)]
+    fn from_pb(request: pb::UpdateCollection) -> Result<Self, StorageError> {
+        let pb::UpdateCollection {
+            collection_name: _,
+            optimizers_config,
+            timeout: _,
+            params,
+            hnsw_config,
+            vectors_config,
+            quantization_config,
+            sparse_vectors_config,
+            strict_mode_config,
+            metadata,
+        } = request;
+
+        if optimizers_config
+            .as_ref()
+            .is_some_and(|diff| diff.memmap_threshold.is_some())
+        {
+            return Err(unsupported(UPDATE, "optimizers_config.memmap_threshold"));
+        }
+        if let Some(params) = &params {
+            non_zero("replication_factor", params.replication_factor)?;
+            non_zero("write_consistency_factor", params.write_consistency_factor)?;
+            if params.on_disk_payload.is_some() {
+                return Err(unsupported(UPDATE, "params.on_disk_payload"));
+            }
+            if params.payload.is_some() {
+                return Err(unsupported(UPDATE, "params.payload"));
+            }
+            if params.id_tracker.is_some() {
+                return Err(unsupported(UPDATE, "params.id_tracker"));
+            }
+        }
+        let vector_diffs = match vectors_config.and_then(|config| config.config) {
+            Some(pb::vectors_config_diff::Config::Params(diff)) => vec![(String::new(), diff)],
+            Some(pb::vectors_config_diff::Config::ParamsMap(map)) => map.map.into_iter().collect(),
+            None => Vec::new(),
+        };
+        let mut vectors = Vec::new();
+        for (name, diff) in vector_diffs {
+            let field = |what: &str| {
+                if name.is_empty() {
+                    format!("vectors_config.{what}")
+                } else {
+                    format!("vectors_config.{name}.{what}")
+                }
+            };
+            if diff.quantization_config.is_some() {
+                return Err(unsupported(UPDATE, &field("quantization_config")));
+            }
+            if diff.on_disk.is_some() {
+                return Err(unsupported(UPDATE, &field("on_disk")));
+            }
+            if diff.memory.is_some() {
+                return Err(unsupported(UPDATE, &field("memory")));
+            }
+            if let Some(hnsw) = diff.hnsw_config {
+                vectors.push((name, hnsw));
+            }
+        }
+        if quantization_config.is_some() {
+            return Err(unsupported(UPDATE, "quantization_config"));
+        }
+        if sparse_vectors_config.is_some() {
+            return Err(unsupported(UPDATE, "sparse_vectors_config"));
+        }
+        if strict_mode_config.is_some() {
+            return Err(unsupported(UPDATE, "strict_mode_config"));
+        }
+        Ok(Self {
+            optimizers: optimizers_config,
+            params,
+            hnsw: hnsw_config,
+            vectors,
+            metadata: json_object_from_pb(metadata),
+        })
+    }
+
+    /// Applies the update. Blocking.
+    fn apply(self, collection: &Collection) -> Result<(), StorageError> {
+        let shard = collection.shard();
+        if let Some(diff) = &self.optimizers {
+            let mut optimizers = shard.config().optimizers();
+            if let Some(threshold) = diff.deleted_threshold {
+                optimizers.deleted_threshold = Some(threshold);
+            }
+            if let Some(number) = diff.vacuum_min_vector_number {
+                optimizers.vacuum_min_vector_number = Some(to_usize(number));
+            }
+            if let Some(number) = diff.default_segment_number {
+                optimizers.default_segment_number = Some(to_usize(number));
+            }
+            if let Some(size) = diff.max_segment_size {
+                optimizers.max_segment_size = Some(to_usize(size));
+            }
+            if let Some(threshold) = diff.indexing_threshold {
+                optimizers.indexing_threshold = Some(to_usize(threshold));
+            }
+            if let Some(prevent) = diff.prevent_unoptimized {
+                optimizers.prevent_unoptimized = Some(prevent);
+            }
+            shard.set_optimizers_config(optimizers)?;
+            collection.update_settings(|settings| apply_reported_optimizers(settings, diff))?;
+        }
+        if let Some(params) = &self.params {
+            collection.update_settings(|settings| {
+                if let Some(factor) = params.replication_factor {
+                    settings.replication_factor = Some(factor);
+                }
+                if let Some(factor) = params.write_consistency_factor {
+                    settings.write_consistency_factor = Some(factor);
+                }
+                if let Some(factor) = params.read_fan_out_factor {
+                    settings.read_fan_out_factor = Some(factor);
+                }
+                if let Some(delay) = params.read_fan_out_delay_ms {
+                    settings.read_fan_out_delay_ms = Some(delay);
+                }
+            })?;
+        }
+        if let Some(diff) = &self.hnsw {
+            let mut hnsw = shard.config().hnsw_config();
+            apply_hnsw_diff(&mut hnsw, diff);
+            shard.set_hnsw_config(hnsw)?;
+        }
+        if !self.vectors.is_empty() {
+            // Every name first, so that an unknown one changes none of them (as Qdrant checks).
+            let config = shard.config().clone();
+            for (name, _) in &self.vectors {
+                if !config.vectors.contains_key(name) {
+                    return Err(qdrant_edge::OperationError::vector_name_not_exists(name).into());
+                }
+            }
+            for (name, diff) in &self.vectors {
+                let mut hnsw = config.vectors[name]
+                    .hnsw_config
+                    .unwrap_or_else(|| config.hnsw_config());
+                apply_hnsw_diff(&mut hnsw, diff);
+                shard.set_vector_hnsw_config(name, hnsw)?;
+            }
+        }
+        if !self.metadata.is_empty() {
+            collection.update_settings(|settings| settings.metadata.extend(self.metadata))?;
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -491,6 +826,7 @@ fn collection_info(collection: &Collection) -> Result<pb::CollectionInfo, Storag
     let shard = collection.shard();
     let stats = shard.info()?;
     let config = shard.config().clone();
+    let settings = collection.settings();
     let optimizer_error = collection.optimizer_error();
 
     let status = if optimizer_error.is_some() {
@@ -506,7 +842,7 @@ fn collection_info(collection: &Collection) -> Result<pb::CollectionInfo, Storag
                 key.to_string(),
                 pb::PayloadSchemaInfo {
                     data_type: payload_schema_type_to_pb(index.data_type) as i32,
-                    params: None,
+                    params: index.params.map(payload_params_to_pb),
                     points: Some(index.points as u64),
                 },
             )
@@ -528,7 +864,7 @@ fn collection_info(collection: &Collection) -> Result<pb::CollectionInfo, Storag
             error: optimizer_error.unwrap_or_default(),
         }),
         segments_count: stats.segments_count as u64,
-        config: Some(collection_config(&config)),
+        config: Some(collection_config(&config, settings)),
         payload_schema,
         points_count: Some(stats.points_count as u64),
         indexed_vectors_count: Some(stats.indexed_vectors_count as u64),
@@ -542,7 +878,7 @@ fn collection_info(collection: &Collection) -> Result<pb::CollectionInfo, Storag
 }
 
 #[allow(deprecated)]
-fn collection_config(config: &EdgeConfig) -> pb::CollectionConfig {
+fn collection_config(config: &EdgeConfig, settings: CollectionSettings) -> pb::CollectionConfig {
     let global_hnsw = config.hnsw_config();
     let vectors_config = if config.vectors.len() == 1 && config.vectors.contains_key("") {
         Some(pb::vectors_config::Config::Params(vector_params_to_pb(
@@ -595,12 +931,12 @@ fn collection_config(config: &EdgeConfig) -> pb::CollectionConfig {
             vectors_config: vectors_config.map(|config| pb::VectorsConfig {
                 config: Some(config),
             }),
-            replication_factor: Some(1),
-            write_consistency_factor: Some(1),
-            read_fan_out_factor: None,
+            replication_factor: Some(settings.replication_factor.unwrap_or(1)),
+            write_consistency_factor: Some(settings.write_consistency_factor.unwrap_or(1)),
+            read_fan_out_factor: settings.read_fan_out_factor,
             sharding_method: None,
             sparse_vectors_config,
-            read_fan_out_delay_ms: None,
+            read_fan_out_delay_ms: settings.read_fan_out_delay_ms,
             payload: config
                 .payload_memory
                 .map(|memory| pb::PayloadStorageParams {
@@ -618,9 +954,20 @@ fn collection_config(config: &EdgeConfig) -> pb::CollectionConfig {
             max_segment_size: optimizers.max_segment_size.map(|size| size as u64),
             memmap_threshold: None,
             indexing_threshold: Some(optimizers.get_indexing_threshold_kb() as u64),
-            flush_interval_sec: None,
-            deprecated_max_optimization_threads: None,
-            max_optimization_threads: None,
+            flush_interval_sec: Some(
+                settings
+                    .flush_interval_sec
+                    .unwrap_or(DEFAULT_FLUSH_INTERVAL_SEC),
+            ),
+            deprecated_max_optimization_threads: settings.max_optimization_threads,
+            max_optimization_threads: Some(pb::MaxOptimizationThreads {
+                variant: Some(match settings.max_optimization_threads {
+                    Some(threads) => pb::max_optimization_threads::Variant::Value(threads),
+                    None => pb::max_optimization_threads::Variant::Setting(
+                        pb::max_optimization_threads::Setting::Auto as i32,
+                    ),
+                }),
+            }),
             prevent_unoptimized: optimizers.prevent_unoptimized,
         }),
         wal_config: Some(pb::WalConfigDiff {
@@ -630,7 +977,7 @@ fn collection_config(config: &EdgeConfig) -> pb::CollectionConfig {
         }),
         quantization_config: config.quantization_config.as_ref().map(quantization_to_pb),
         strict_mode_config: None,
-        metadata: HashMap::new(),
+        metadata: json_object_to_pb(settings.metadata),
     }
 }
 
@@ -732,6 +1079,96 @@ fn compression_to_pb(compression: CompressionRatio) -> pb::CompressionRatio {
         CompressionRatio::X16 => pb::CompressionRatio::X16,
         CompressionRatio::X32 => pb::CompressionRatio::X32,
         CompressionRatio::X64 => pb::CompressionRatio::X64,
+    }
+}
+
+/// A payload index's parameters as Qdrant reports them (`lib/api/src/grpc/conversions.rs`).
+#[allow(deprecated)] // `on_disk` is deprecated on both sides, yet still reported.
+fn payload_params_to_pb(params: PayloadSchemaParams) -> pb::PayloadIndexParams {
+    use pb::payload_index_params::IndexParams as P;
+    let nested = |nested: Option<qdrant_edge::JsonPath>| nested.map(|path| path.to_string());
+    let index_params = match params {
+        PayloadSchemaParams::Keyword(p) => P::KeywordIndexParams(pb::KeywordIndexParams {
+            is_tenant: p.is_tenant,
+            on_disk: p.on_disk,
+            enable_hnsw: p.enable_hnsw,
+            prefix: p
+                .prefix
+                .unwrap_or_default()
+                .then_some(pb::KeywordPrefixParams {}),
+            memory: memory_to_pb(p.memory),
+            nested: nested(p.nested),
+        }),
+        PayloadSchemaParams::Integer(p) => P::IntegerIndexParams(pb::IntegerIndexParams {
+            lookup: p.lookup,
+            range: p.range,
+            is_principal: p.is_principal,
+            on_disk: p.on_disk,
+            enable_hnsw: p.enable_hnsw,
+            memory: memory_to_pb(p.memory),
+            nested: nested(p.nested),
+        }),
+        PayloadSchemaParams::Float(p) => P::FloatIndexParams(pb::FloatIndexParams {
+            on_disk: p.on_disk,
+            is_principal: p.is_principal,
+            enable_hnsw: p.enable_hnsw,
+            memory: memory_to_pb(p.memory),
+            nested: nested(p.nested),
+        }),
+        PayloadSchemaParams::Geo(p) => P::GeoIndexParams(pb::GeoIndexParams {
+            on_disk: p.on_disk,
+            enable_hnsw: p.enable_hnsw,
+            memory: memory_to_pb(p.memory),
+            nested: nested(p.nested),
+        }),
+        PayloadSchemaParams::Text(p) => {
+            let tokenizer = match p.tokenizer {
+                TokenizerType::Prefix => pb::TokenizerType::Prefix,
+                TokenizerType::Whitespace => pb::TokenizerType::Whitespace,
+                TokenizerType::Word => pb::TokenizerType::Word,
+                TokenizerType::Multilingual => pb::TokenizerType::Multilingual,
+                TokenizerType::Code => pb::TokenizerType::Code,
+            };
+            // Stop words, stemmers and scoring are refused when the index is created.
+            P::TextIndexParams(pb::TextIndexParams {
+                tokenizer: tokenizer as i32,
+                lowercase: p.lowercase,
+                min_token_len: p.min_token_len.map(|len| len as u64),
+                max_token_len: p.max_token_len.map(|len| len as u64),
+                on_disk: p.on_disk,
+                stopwords: None,
+                phrase_matching: p.phrase_matching,
+                stemmer: None,
+                ascii_folding: p.ascii_folding,
+                enable_hnsw: p.enable_hnsw,
+                memory: memory_to_pb(p.memory),
+                scoring: None,
+                nested: nested(p.nested),
+            })
+        }
+        PayloadSchemaParams::Bool(p) => P::BoolIndexParams(pb::BoolIndexParams {
+            on_disk: p.on_disk,
+            enable_hnsw: p.enable_hnsw,
+            memory: memory_to_pb(p.memory),
+            nested: nested(p.nested),
+        }),
+        PayloadSchemaParams::Datetime(p) => P::DatetimeIndexParams(pb::DatetimeIndexParams {
+            on_disk: p.on_disk,
+            is_principal: p.is_principal,
+            enable_hnsw: p.enable_hnsw,
+            memory: memory_to_pb(p.memory),
+            nested: nested(p.nested),
+        }),
+        PayloadSchemaParams::Uuid(p) => P::UuidIndexParams(pb::UuidIndexParams {
+            is_tenant: p.is_tenant,
+            on_disk: p.on_disk,
+            enable_hnsw: p.enable_hnsw,
+            memory: memory_to_pb(p.memory),
+            nested: nested(p.nested),
+        }),
+    };
+    pb::PayloadIndexParams {
+        index_params: Some(index_params),
     }
 }
 

@@ -1,8 +1,8 @@
 //! The embedded server: [`TestServer`] and its builder, and the gRPC services behind it.
 //!
 //! `api` holds the state the services share and the health check, `collections` and `points`
-//! the two big services, `convert`, `filter` and `index` the protobuf ↔ engine conversions, and
-//! `status` the error → `tonic::Status` mapping.
+//! the two big services, `snapshots` the snapshot service, `convert`, `filter` and `index` the
+//! protobuf ↔ engine conversions, and `status` the error → `tonic::Status` mapping.
 
 mod api;
 mod collections;
@@ -17,7 +17,7 @@ mod snapshots;
 mod status;
 mod validate;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,8 +46,9 @@ const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A Qdrant-compatible gRPC server running in-process on `127.0.0.1`, backed by qdrant-edge.
 ///
-/// It serves the `qdrant.Qdrant`, `qdrant.Collections` and `qdrant.Points` services that
-/// qdrant-client's generated tonic clients speak, on a free port chosen by the OS. Collections
+/// It serves the `qdrant.Qdrant`, `qdrant.Collections`, `qdrant.Points` and `qdrant.Snapshots`
+/// services that qdrant-client's generated tonic clients speak, on a free port chosen by the OS
+/// (or the [`port`](TestServerBuilder::port) you give). Collections
 /// are real: each one is an `EdgeShard` (Qdrant's own storage engine, with WAL, HNSW, payload
 /// indexes and filters) in its own directory. RPCs outside the implemented set answer
 /// `UNIMPLEMENTED` with a message naming the method.
@@ -60,7 +61,9 @@ const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// run side by side in one test binary.
 ///
 /// Dropping the server stops it at once; [`shutdown`](TestServer::shutdown) stops it gracefully
-/// and flushes every collection to disk first.
+/// and flushes every collection to disk first. [`stop`](TestServer::stop) and
+/// [`restart`](TestServer::restart) take it down and bring it back on the same address and
+/// data, as a restarted Qdrant.
 ///
 /// Every call passes through fault injection ([`set_faults`](TestServer::set_faults), see
 /// [`crate::faults`]) and is recorded in the [`calls`](TestServer::calls) log; with no plan
@@ -86,7 +89,8 @@ const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct TestServer {
     addr: SocketAddr,
-    data_dir: PathBuf,
+    root: Arc<DataRoot>,
+    settings: StorageSettings,
     storage: Option<Arc<Storage>>,
     hooks: Arc<Hooks>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -102,12 +106,15 @@ impl TestServer {
         Self::builder().start().await
     }
 
-    /// A builder to choose the data directory or the search threads.
+    /// A builder to choose the address, the data directory or the search threads.
     pub fn builder() -> TestServerBuilder {
         TestServerBuilder::default()
     }
 
-    /// The address the server listens on: `127.0.0.1` and the port the OS chose.
+    /// The address the server listens on: `127.0.0.1` (unless [`host`](TestServerBuilder::host)
+    /// said otherwise) and the port chosen by the OS (or [`port`](TestServerBuilder::port)).
+    /// It stays the same across [`stop`](TestServer::stop) and
+    /// [`restart`](TestServer::restart).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -117,13 +124,21 @@ impl TestServer {
         format!("http://{}", self.addr)
     }
 
-    /// The directory the collections are stored in.
+    /// The directory the collections are stored in. It stays the same across
+    /// [`stop`](TestServer::stop) and [`restart`](TestServer::restart), and a temporary one is
+    /// removed only when the `TestServer` is dropped.
     pub fn data_dir(&self) -> &Path {
-        &self.data_dir
+        self.root.path()
+    }
+
+    /// Whether the server is serving: true from the start until [`stop`](TestServer::stop), and
+    /// again after [`restart`](TestServer::restart).
+    pub fn is_running(&self) -> bool {
+        self.storage.is_some()
     }
 
     /// Installs a fault plan, replacing the current one; its time windows and counters start
-    /// now. See [`crate::faults`].
+    /// now. See [`crate::faults`]. The plan survives [`restart`](TestServer::restart).
     pub fn set_faults(&self, plan: impl Into<FaultPlan>) {
         self.hooks.faults.set(plan);
     }
@@ -140,7 +155,7 @@ impl TestServer {
     }
 
     /// The log of every call that reached this server's handlers. A handle: it keeps filling
-    /// as calls arrive.
+    /// as calls arrive, across restarts.
     pub fn calls(&self) -> CallLog {
         self.hooks.calls.clone()
     }
@@ -153,14 +168,46 @@ impl TestServer {
         self.hooks.connections.kill_all()
     }
 
+    /// Restores collection `collection` from a collection snapshot file that this testkit made
+    /// (`Snapshots/Create`, stored under `<data_dir>/snapshots/<collection>/`), replacing a
+    /// collection of that name if there is one; its aliases stay. Qdrant recovers snapshots
+    /// through its REST API only (`PUT /collections/{name}/snapshots/recover`), which the testkit
+    /// does not serve, hence this method.
+    ///
+    /// Fails with [`TestkitError::Server`] when the server is stopped or the file is not a
+    /// testkit collection snapshot.
+    pub async fn recover_snapshot(
+        &self,
+        collection: &str,
+        snapshot: impl AsRef<Path>,
+    ) -> Result<(), TestkitError> {
+        let storage = self
+            .storage
+            .as_ref()
+            .ok_or_else(|| TestkitError::Server("the server is stopped".to_owned()))?;
+        storage
+            .recover_snapshot(collection, snapshot.as_ref())
+            .await
+            .map_err(|err| TestkitError::Server(err.to_string()))
+    }
+
     /// Stops the server gracefully: it stops accepting connections, lets the open ones finish
     /// (for at most 5 s), waits for running optimizations, then flushes every collection's WAL
     /// and segments to disk and closes their files.
     ///
     /// With a persistent [`data_dir`](TestServerBuilder::data_dir), a server started afterwards
-    /// on the same directory finds every collection and point again. Flush failures are logged
-    /// with `tracing`; they do not stop the shutdown.
+    /// on the same directory finds every collection, point and alias again. Flush failures are
+    /// logged with `tracing`; they do not stop the shutdown.
     pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    /// Stops the server as [`shutdown`](TestServer::shutdown) does, but keeps its address and
+    /// data directory (even a temporary one) for [`restart`](TestServer::restart): clients see
+    /// a server going down and, after the restart, coming back with the same data, as with a
+    /// restarted Qdrant. The fault plan and the call log are kept too. Stopping a stopped server
+    /// does nothing.
+    pub async fn stop(&mut self) {
         // Hung calls would hold their connections open until the drain timeout.
         self.hooks.close();
         if let Some(signal) = self.shutdown.take() {
@@ -178,6 +225,8 @@ impl TestServer {
                 }
             }
         }
+        // Connections the server did not get to close (a drain cut short) go too.
+        self.hooks.connections.kill_all();
         if let Some(storage) = self.storage.take() {
             match tokio::task::spawn_blocking(move || storage.close()).await {
                 Ok(Ok(())) => {}
@@ -186,12 +235,35 @@ impl TestServer {
             }
         }
     }
+
+    /// Starts the server again on the same address and data directory, reloading every
+    /// collection and alias; stops it first if it is running. Fails if the port was taken
+    /// in the meantime.
+    pub async fn restart(&mut self) -> Result<(), TestkitError> {
+        self.stop().await;
+        // Fresh connection tracking and shutdown signal; the same fault plan and call log.
+        let mut hooks = Hooks::new();
+        hooks.faults = self.hooks.faults.clone();
+        hooks.calls = self.hooks.calls.clone();
+        let running = serve(
+            Arc::clone(&self.root),
+            self.settings,
+            self.addr,
+            Arc::new(hooks),
+        )
+        .await?;
+        self.hooks = running.hooks;
+        self.storage = Some(running.storage);
+        self.shutdown = Some(running.shutdown);
+        self.task = Some(running.task);
+        Ok(())
+    }
 }
 
 impl Drop for TestServer {
     /// Stops the server task without waiting for it. The collections are flushed and the
     /// temporary directory removed when the task has released them, so reopen a persistent
-    /// directory only after [`shutdown`](TestServer::shutdown).
+    /// directory only after [`shutdown`](TestServer::shutdown) or [`stop`](TestServer::stop).
     fn drop(&mut self) {
         self.hooks.close();
         if let Some(signal) = self.shutdown.take() {
@@ -224,6 +296,8 @@ impl Drop for TestServer {
 pub struct TestServerBuilder {
     data_dir: Option<PathBuf>,
     search_threads: usize,
+    host: IpAddr,
+    port: u16,
 }
 
 impl Default for TestServerBuilder {
@@ -231,6 +305,8 @@ impl Default for TestServerBuilder {
         Self {
             data_dir: None,
             search_threads: 1,
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
         }
     }
 }
@@ -255,72 +331,123 @@ impl TestServerBuilder {
         self
     }
 
-    /// Opens the data directory (loading the collections in it), binds `127.0.0.1:0` and starts
+    /// The port to listen on. Default: `0`, a free port chosen by the OS.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The address to listen on. Default: `127.0.0.1`. The server has no authentication: bind
+    /// it to other interfaces only on a network you trust.
+    pub fn host(mut self, host: IpAddr) -> Self {
+        self.host = host;
+        self
+    }
+
+    /// Opens the data directory (loading the collections in it), binds the address and starts
     /// serving on the current tokio runtime.
     pub async fn start(self) -> Result<TestServer, TestkitError> {
         let root = match self.data_dir {
             Some(path) => DataRoot::persistent(path),
             None => DataRoot::temporary()?,
         };
-        let data_dir = root.path().to_path_buf();
+        let root = Arc::new(root);
         let settings = StorageSettings {
             search_threads: self.search_threads,
         };
-        let storage = tokio::task::spawn_blocking(move || Storage::open(root, settings))
-            .await
-            .map_err(|err| {
-                TestkitError::Server(format!("opening the storage panicked: {err}"))
-            })??;
-        let storage = Arc::new(storage);
-
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .map_err(TestkitError::Bind)?;
-        let addr = listener.local_addr().map_err(TestkitError::Bind)?;
-        let hooks = Arc::new(Hooks::new());
-        let connections = Arc::clone(&hooks.connections);
-        // Small gRPC frames must not wait for Nagle's algorithm. The server owns its
-        // connections (see `conn`), so that a fault can drop one.
-        let incoming = TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .map(move |accepted| accepted.map(|stream| connections.track(stream)));
-
-        let api = Intercepted::new(QdrantApi::new(Arc::clone(&storage)), Arc::clone(&hooks));
-        let router = Server::builder()
-            .add_service(
-                QdrantServer::new(api.clone())
-                    .accept_compressed(CompressionEncoding::Gzip)
-                    .send_compressed(CompressionEncoding::Gzip),
-            )
-            .add_service(
-                CollectionsServer::new(api.clone())
-                    .accept_compressed(CompressionEncoding::Gzip)
-                    .send_compressed(CompressionEncoding::Gzip)
-                    .max_decoding_message_size(MAX_REQUEST_BYTES)
-                    .max_encoding_message_size(usize::MAX),
-            )
-            .add_service(SnapshotsServer::new(api.clone()))
-            .add_service(
-                PointsServer::new(api)
-                    .accept_compressed(CompressionEncoding::Gzip)
-                    .send_compressed(CompressionEncoding::Gzip)
-                    .max_decoding_message_size(MAX_REQUEST_BYTES)
-                    .max_encoding_message_size(usize::MAX),
-            );
-
-        let (shutdown, signal) = oneshot::channel::<()>();
-        let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
-            let _ = signal.await;
-        }));
-        tracing::debug!(%addr, data_dir = %data_dir.display(), "testkit server started");
-
+        let running = serve(
+            Arc::clone(&root),
+            settings,
+            SocketAddr::new(self.host, self.port),
+            Arc::new(Hooks::new()),
+        )
+        .await?;
         Ok(TestServer {
-            addr,
-            data_dir,
-            storage: Some(storage),
-            hooks,
-            shutdown: Some(shutdown),
-            task: Some(task),
+            addr: running.addr,
+            root,
+            settings,
+            storage: Some(running.storage),
+            hooks: running.hooks,
+            shutdown: Some(running.shutdown),
+            task: Some(running.task),
         })
     }
+}
+
+/// A server started by [`serve`].
+struct Running {
+    addr: SocketAddr,
+    storage: Arc<Storage>,
+    hooks: Arc<Hooks>,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+/// Opens the storage in `root`, binds `addr` and spawns the gRPC server.
+async fn serve(
+    root: Arc<DataRoot>,
+    settings: StorageSettings,
+    addr: SocketAddr,
+    hooks: Arc<Hooks>,
+) -> Result<Running, TestkitError> {
+    let data_dir = root.path().to_path_buf();
+    let storage = tokio::task::spawn_blocking(move || Storage::open(root, settings))
+        .await
+        .map_err(|err| TestkitError::Server(format!("opening the storage panicked: {err}")))??;
+    let storage = Arc::new(storage);
+
+    let bind_error = |err: std::io::Error| {
+        TestkitError::Bind(std::io::Error::new(err.kind(), format!("{addr}: {err}")))
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let connections = Arc::clone(&hooks.connections);
+    // Small gRPC frames must not wait for Nagle's algorithm. The server owns its
+    // connections (see `conn`), so that a fault can drop one.
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(move |accepted| accepted.map(|stream| connections.track(stream)));
+
+    let api = Intercepted::new(QdrantApi::new(Arc::clone(&storage)), Arc::clone(&hooks));
+    let router = Server::builder()
+        .add_service(
+            QdrantServer::new(api.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
+        )
+        .add_service(
+            CollectionsServer::new(api.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            SnapshotsServer::new(api.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
+        )
+        .add_service(
+            PointsServer::new(api)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(usize::MAX),
+        );
+
+    let (shutdown, signal) = oneshot::channel::<()>();
+    let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = signal.await;
+    }));
+    tracing::debug!(%addr, data_dir = %data_dir.display(), "testkit server started");
+
+    Ok(Running {
+        addr,
+        storage,
+        hooks,
+        shutdown,
+        task,
+    })
 }

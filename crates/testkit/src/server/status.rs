@@ -15,7 +15,9 @@ impl From<StorageError> for Status {
             StorageError::NotFound { .. } => Code::NotFound,
             StorageError::ServiceError { .. } => Code::Internal,
             StorageError::Timeout { .. } => Code::DeadlineExceeded,
-            StorageError::Unimplemented { .. } => Code::Unimplemented,
+            StorageError::Unimplemented { .. } | StorageError::StandaloneMode { .. } => {
+                Code::Unimplemented
+            }
         };
         Status::new(code, err.to_string())
     }

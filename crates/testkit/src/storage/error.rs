@@ -32,6 +32,9 @@ pub(crate) enum StorageError {
     /// The testkit does not implement this part of the API.
     #[error("{description}")]
     Unimplemented { description: String },
+    /// The operation needs a cluster; like a single-node Qdrant, the testkit has none.
+    #[error("{description}")]
+    StandaloneMode { description: String },
 }
 
 impl StorageError {
@@ -56,6 +59,13 @@ impl StorageError {
     pub(crate) fn unimplemented(description: impl Into<String>) -> Self {
         Self::Unimplemented {
             description: description.into(),
+        }
+    }
+
+    /// Qdrant's answer to a cluster operation when cluster mode is off.
+    pub(crate) fn standalone_mode() -> Self {
+        Self::StandaloneMode {
+            description: "Qdrant is running in standalone mode".to_owned(),
         }
     }
 

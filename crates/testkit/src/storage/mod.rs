@@ -7,13 +7,24 @@
 //!
 //! Layout of the data directory:
 //! ```text
-//! <data_dir>/collections/<uuid>/testkit_collection.json   name and creation time
+//! <data_dir>/testkit_node.json                            this node's peer id
+//! <data_dir>/aliases.json                                 alias → collection name
+//! <data_dir>/collections/<uuid>/testkit_collection.json   name, creation time, reported settings
 //! <data_dir>/collections/<uuid>/shard/                    the EdgeShard (WAL, segments)
+//! <data_dir>/snapshots/<collection>/<name>.snapshot       collection snapshots (+ .checksum)
+//! <data_dir>/snapshots/full-snapshot-<date>.snapshot      full snapshots (+ .checksum)
 //! ```
 //! A directory per collection *instance* (not per name) means a shard that is still draining
 //! after its collection was deleted can never touch a new collection of the same name.
+//!
+//! Aliases sit in the same lock as the collections, so a lookup never sees half an alias change,
+//! and [`Storage::get`] resolves them: every RPC that looks a collection up accepts an alias, as
+//! Qdrant's `TableOfContent::get_collection` does.
 
+mod aliases;
 mod error;
+mod meta;
+mod snapshots;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -22,20 +33,24 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use qdrant_edge::{EdgeConfig, EdgeShard};
 use tempfile::TempDir;
 
+pub(crate) use self::aliases::AliasChange;
 pub(crate) use self::error::StorageError;
+pub(crate) use self::meta::CollectionSettings;
+use self::meta::{CollectionMeta, META_FILE};
+pub(crate) use self::snapshots::SnapshotInfo;
 use crate::TestkitError;
 
 const COLLECTIONS_DIR: &str = "collections";
-const META_FILE: &str = "testkit_collection.json";
 const SHARD_DIR: &str = "shard";
 
 /// The directory all collections live under. When it is a temporary directory, it is removed
-/// once the storage and every collection (including ones still busy in a blocking task) are gone.
+/// once the server, the storage and every collection (including ones still busy in a blocking
+/// task) are gone.
 #[derive(Debug)]
 pub(crate) struct DataRoot {
     path: PathBuf,
@@ -75,39 +90,55 @@ pub(crate) struct StorageSettings {
     pub(crate) search_threads: usize,
 }
 
+/// The collections and aliases, behind one lock.
+#[derive(Debug, Default)]
+struct State {
+    collections: BTreeMap<String, Arc<Collection>>,
+    /// Alias → collection name. Every alias points to a collection in `collections`.
+    aliases: BTreeMap<String, String>,
+}
+
+impl State {
+    /// Qdrant's `TableOfContent::resolve_name`: an alias wins over a collection of the same name.
+    fn resolve<'a>(&'a self, name: &'a str) -> &'a str {
+        self.aliases.get(name).map_or(name, String::as_str)
+    }
+}
+
 /// All collections of one server.
 #[derive(Debug)]
 pub(crate) struct Storage {
-    collections: RwLock<BTreeMap<String, Arc<Collection>>>,
-    /// Serialises create and delete, which span blocking file-system work between the existence
-    /// check and the map update. Reads and point operations never take it.
+    state: RwLock<State>,
+    /// Serialises create, delete, alias changes, config updates and snapshots, which span
+    /// blocking file-system work between their checks and the map update. Reads and point
+    /// operations never take it.
     lifecycle: tokio::sync::Mutex<()>,
     root: Arc<DataRoot>,
     settings: StorageSettings,
+    peer_id: u64,
 }
 
 impl Storage {
-    /// Opens the data directory and loads every collection found in it. Blocking.
-    pub(crate) fn open(root: DataRoot, settings: StorageSettings) -> Result<Self, TestkitError> {
+    /// Opens the data directory and loads every collection and alias found in it. Blocking.
+    pub(crate) fn open(
+        root: Arc<DataRoot>,
+        settings: StorageSettings,
+    ) -> Result<Self, TestkitError> {
+        let data_dir_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| TestkitError::DataDir { path, source }
+        };
         let collections_dir = root.path.join(COLLECTIONS_DIR);
-        fs::create_dir_all(&collections_dir).map_err(|source| TestkitError::DataDir {
-            path: collections_dir.clone(),
-            source,
-        })?;
-        let root = Arc::new(root);
-        let entries = fs::read_dir(&collections_dir).map_err(|source| TestkitError::DataDir {
-            path: collections_dir.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&collections_dir).map_err(data_dir_error(&collections_dir))?;
+        let snapshots_dir = snapshots::snapshots_dir(&root.path);
+        fs::create_dir_all(&snapshots_dir).map_err(data_dir_error(&snapshots_dir))?;
+        let peer_id =
+            meta::load_or_create_peer_id(&root.path).map_err(data_dir_error(&root.path))?;
+        let entries = fs::read_dir(&collections_dir).map_err(data_dir_error(&collections_dir))?;
 
         let mut collections = BTreeMap::new();
         for entry in entries {
-            let dir = entry
-                .map_err(|source| TestkitError::DataDir {
-                    path: collections_dir.clone(),
-                    source,
-                })?
-                .path();
+            let dir = entry.map_err(data_dir_error(&collections_dir))?.path();
             if !dir.is_dir() {
                 continue;
             }
@@ -117,29 +148,30 @@ impl Storage {
                 let _ = fs::remove_dir_all(&dir);
                 continue;
             };
-            let config = EdgeConfig::builder()
-                .max_search_threads(settings.search_threads)
-                .build();
-            let shard = EdgeShard::load(&dir.join(SHARD_DIR), Some(config)).map_err(|err| {
-                TestkitError::LoadCollection {
-                    name: meta.name.clone(),
-                    path: dir.clone(),
-                    message: err.to_string(),
-                }
-            })?;
-            tracing::debug!(collection = %meta.name, "loaded collection");
             let name = meta.name.clone();
-            collections.insert(
-                name,
-                Arc::new(Collection::new(shard, meta, dir, Arc::clone(&root))),
-            );
+            let collection = Collection::load(meta, dir, settings, Arc::clone(&root))?;
+            tracing::debug!(collection = %name, "loaded collection");
+            collections.insert(name, Arc::new(collection));
         }
 
+        let mut aliases = aliases::load(&root.path).map_err(data_dir_error(&root.path))?;
+        aliases.retain(|alias, collection| {
+            let known = collections.contains_key(collection);
+            if !known {
+                tracing::warn!(%alias, %collection, "dropping alias of a missing collection");
+            }
+            known
+        });
+
         Ok(Self {
-            collections: RwLock::new(collections),
+            state: RwLock::new(State {
+                collections,
+                aliases,
+            }),
             lifecycle: tokio::sync::Mutex::new(()),
             root,
             settings,
+            peer_id,
         })
     }
 
@@ -147,63 +179,129 @@ impl Storage {
         self.settings
     }
 
-    /// The collection named `name`, or Qdrant's "doesn't exist" error.
+    /// This node's peer id, kept in the data directory.
+    pub(crate) fn peer_id(&self) -> u64 {
+        self.peer_id
+    }
+
+    /// The collection named `name`, or that alias `name` points to, or Qdrant's "doesn't exist"
+    /// error.
     pub(crate) fn get(&self, name: &str) -> Result<Arc<Collection>, StorageError> {
-        self.read()
+        let state = self.read();
+        let name = state.resolve(name);
+        state
+            .collections
             .get(name)
             .cloned()
             .ok_or_else(|| StorageError::collection_not_found(name))
     }
 
+    /// Whether `name` is a collection or an alias of one, as Qdrant's `CollectionExists` answers.
     pub(crate) fn exists(&self, name: &str) -> bool {
-        self.read().contains_key(name)
+        let state = self.read();
+        state.collections.contains_key(state.resolve(name))
     }
 
     /// Names of all collections, sorted.
     pub(crate) fn names(&self) -> Vec<String> {
-        self.read().keys().cloned().collect()
+        self.read().collections.keys().cloned().collect()
     }
 
     /// Creates a collection whose shard is configured by `config`.
-    pub(crate) async fn create(&self, name: &str, config: EdgeConfig) -> Result<(), StorageError> {
+    pub(crate) async fn create(
+        &self,
+        name: &str,
+        config: EdgeConfig,
+        settings: CollectionSettings,
+    ) -> Result<(), StorageError> {
         let _lifecycle = self.lifecycle.lock().await;
-        if self.exists(name) {
-            return Err(StorageError::collection_exists(name));
+        {
+            let state = self.read();
+            if state.collections.contains_key(name) {
+                return Err(StorageError::collection_exists(name));
+            }
+            if state.aliases.contains_key(name) {
+                return Err(StorageError::bad_input(format!(
+                    "Can't create collection with name {name}. Alias with the same name already exists"
+                )));
+            }
         }
-        let dir = self
-            .root
-            .path
-            .join(COLLECTIONS_DIR)
-            .join(uuid::Uuid::new_v4().to_string());
+        let dir = self.new_collection_dir();
         let meta = CollectionMeta {
             name: name.to_owned(),
             created_at: SystemTime::now(),
+            settings,
         };
         let root = Arc::clone(&self.root);
         let collection = run_blocking(move || Collection::create(meta, dir, config, root)).await?;
-        self.write().insert(name.to_owned(), Arc::new(collection));
+        self.write()
+            .collections
+            .insert(name.to_owned(), Arc::new(collection));
         tracing::debug!(collection = name, "created collection");
         Ok(())
     }
 
-    /// Deletes a collection and its files. `Ok(false)` when there was no such collection, as
-    /// Qdrant answers.
+    /// Deletes a collection, its aliases and its files (not its snapshots, as in Qdrant).
+    /// `Ok(false)` when there was no such collection, as Qdrant answers; `name` is not resolved
+    /// as an alias.
     pub(crate) async fn delete(&self, name: &str) -> Result<bool, StorageError> {
         let _lifecycle = self.lifecycle.lock().await;
-        let Some(collection) = self.write().remove(name) else {
-            return Ok(false);
+        let (removed, aliases) = {
+            let mut state = self.write();
+            let before = state.aliases.len();
+            state.aliases.retain(|_, collection| collection != name);
+            let aliases = (state.aliases.len() != before).then(|| state.aliases.clone());
+            (state.collections.remove(name), aliases)
         };
-        collection.closed.store(true, Ordering::Release);
-        run_blocking(move || collection.destroy()).await?;
-        tracing::debug!(collection = name, "deleted collection");
-        Ok(true)
+        if let Some(collection) = &removed {
+            collection.closed.store(true, Ordering::Release);
+        }
+        // The files first: a stale alias file only names a missing collection, which the next
+        // open drops, while a collection left on disk would come back.
+        let destroyed = match removed {
+            Some(collection) => run_blocking(move || collection.destroy())
+                .await
+                .map(|()| true),
+            None => Ok(false),
+        };
+        if let Some(aliases) = aliases {
+            self.save_aliases(aliases).await?;
+        }
+        if destroyed? {
+            tracing::debug!(collection = name, "deleted collection");
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Runs `update` on collection `name` (or the one alias `name` points to) with every other
+    /// lifecycle operation held off, then lets the optimizer converge the segments to the new
+    /// configuration, as Qdrant recreates its optimizers after an update.
+    pub(crate) async fn update_collection<F>(
+        &self,
+        name: &str,
+        update: F,
+    ) -> Result<(), StorageError>
+    where
+        F: FnOnce(&Collection) -> Result<(), StorageError> + Send + 'static,
+    {
+        let _lifecycle = self.lifecycle.lock().await;
+        let collection = self.get(name)?;
+        let updated = Arc::clone(&collection);
+        run_blocking(move || update(&updated)).await?;
+        collection.schedule_optimization();
+        Ok(())
     }
 
     /// Closes every collection: stops its optimizer, flushes its WAL and segments, and releases
     /// its files (and the WAL lock), so that another server can open the same directory right
     /// after. Requests that still arrive find no collection. Blocking.
     pub(crate) fn close(&self) -> Result<(), StorageError> {
-        let collections = std::mem::take(&mut *self.write());
+        let collections = {
+            let mut state = self.write();
+            state.aliases.clear();
+            std::mem::take(&mut state.collections)
+        };
         let mut first_error = None;
         for (name, collection) in collections {
             collection.closed.store(true, Ordering::Release);
@@ -218,16 +316,20 @@ impl Storage {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Collection>>> {
-        self.collections
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// A fresh directory for a new collection instance.
+    fn new_collection_dir(&self) -> PathBuf {
+        self.root
+            .path
+            .join(COLLECTIONS_DIR)
+            .join(uuid::Uuid::new_v4().to_string())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Collection>>> {
-        self.collections
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -239,11 +341,13 @@ pub(crate) struct Collection {
     name: String,
     dir: PathBuf,
     created_at: SystemTime,
+    settings: Mutex<CollectionSettings>,
     last_operation_id: AtomicU64,
     /// Set when the collection is deleted or its server shuts down: no optimization starts.
     closed: AtomicBool,
     optimization_pending: AtomicBool,
-    /// Held while the optimizer runs, and by `destroy`, so files are not removed under it.
+    /// Held while the optimizer runs, and by `destroy` and snapshots, so files are not removed
+    /// or replaced under them.
     optimizer_run: Mutex<()>,
     optimizer_error: Mutex<Option<String>>,
     _root: Arc<DataRoot>,
@@ -256,6 +360,7 @@ impl Collection {
             name: meta.name,
             dir,
             created_at: meta.created_at,
+            settings: Mutex::new(meta.settings),
             last_operation_id: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             optimization_pending: AtomicBool::new(false),
@@ -292,6 +397,26 @@ impl Collection {
         Ok(Self::new(shard, meta, dir, root))
     }
 
+    /// Opens the shard of a complete collection directory. Blocking.
+    fn load(
+        meta: CollectionMeta,
+        dir: PathBuf,
+        settings: StorageSettings,
+        root: Arc<DataRoot>,
+    ) -> Result<Self, TestkitError> {
+        let config = EdgeConfig::builder()
+            .max_search_threads(settings.search_threads)
+            .build();
+        let shard = EdgeShard::load(&dir.join(SHARD_DIR), Some(config)).map_err(|err| {
+            TestkitError::LoadCollection {
+                name: meta.name.clone(),
+                path: dir.clone(),
+                message: err.to_string(),
+            }
+        })?;
+        Ok(Self::new(shard, meta, dir, root))
+    }
+
     /// Removes the collection's files once no optimizer runs on them. Blocking.
     fn destroy(self: Arc<Self>) -> Result<(), StorageError> {
         let dir = self.dir.clone();
@@ -321,8 +446,41 @@ impl Collection {
         &self.shard
     }
 
+    /// The collection's own name (never an alias).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(crate) fn created_at(&self) -> SystemTime {
         self.created_at
+    }
+
+    /// The settings Qdrant reports that the engine does not keep.
+    pub(crate) fn settings(&self) -> CollectionSettings {
+        lock(&self.settings).clone()
+    }
+
+    /// Changes the reported settings and saves them with the collection. Blocking.
+    pub(crate) fn update_settings(
+        &self,
+        update: impl FnOnce(&mut CollectionSettings),
+    ) -> Result<(), StorageError> {
+        let mut settings = lock(&self.settings);
+        let mut updated = settings.clone();
+        update(&mut updated);
+        let meta = CollectionMeta {
+            name: self.name.clone(),
+            created_at: self.created_at,
+            settings: updated.clone(),
+        };
+        meta.write(&self.dir).map_err(|err| {
+            StorageError::service_error(format!(
+                "failed to save the settings of collection `{}`: {err}",
+                self.name
+            ))
+        })?;
+        *settings = updated;
+        Ok(())
     }
 
     /// A new operation id for an update's `UpdateResult`, increasing per collection.
@@ -417,46 +575,6 @@ where
         .map_err(|err| StorageError::service_error(format!("Tokio task join error: {err}")))?
 }
 
-/// What the testkit stores next to a shard: the collection's name and creation time.
-#[derive(Debug, Clone)]
-struct CollectionMeta {
-    name: String,
-    created_at: SystemTime,
-}
-
-impl CollectionMeta {
-    fn read(dir: &Path) -> Option<Self> {
-        let bytes = fs::read(dir.join(META_FILE)).ok()?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        let name = value.get("name")?.as_str()?.to_owned();
-        let nanos = value
-            .get("created_at_unix_nanos")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
-        Some(Self {
-            name,
-            created_at: UNIX_EPOCH + Duration::from_nanos(nanos),
-        })
-    }
-
-    /// Writes the file atomically (temporary file, then rename).
-    fn write(&self, dir: &Path) -> io::Result<()> {
-        let nanos = self
-            .created_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| {
-                u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-            });
-        let value = serde_json::json!({
-            "name": self.name,
-            "created_at_unix_nanos": nanos,
-        });
-        let temp = dir.join(format!("{META_FILE}.tmp"));
-        fs::write(&temp, value.to_string())?;
-        fs::rename(&temp, dir.join(META_FILE))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use qdrant_edge::{
@@ -480,7 +598,7 @@ mod tests {
     #[tokio::test]
     async fn the_optimizer_builds_an_hnsw_index_once_a_segment_passes_the_threshold() {
         let storage = Storage::open(
-            DataRoot::temporary().unwrap(),
+            Arc::new(DataRoot::temporary().unwrap()),
             StorageSettings { search_threads: 1 },
         )
         .unwrap();
@@ -492,7 +610,10 @@ mod tests {
             indexing_threshold: Some(1), // KB: 400 points of 8 floats are well past it.
             ..EdgeOptimizersConfig::default()
         });
-        storage.create("hnsw", config).await.unwrap();
+        storage
+            .create("hnsw", config, CollectionSettings::default())
+            .await
+            .unwrap();
         let collection = storage.get("hnsw").unwrap();
 
         let points = (0..400)

@@ -1449,6 +1449,11 @@ async fn a_persistent_data_dir_keeps_collections_across_restarts() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Collections beyond create/get/list/delete, aliases, cluster info, snapshots, restarts
+
+mod collections;
+
+// ---------------------------------------------------------------------------------------------
 // Fault injection (testkit only: these tests always start their own server)
 
 mod faults {
