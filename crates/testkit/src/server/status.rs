@@ -23,14 +23,6 @@ impl From<StorageError> for Status {
     }
 }
 
-/// The answer to an RPC the testkit does not implement. `method` is `Service/Method`, as in
-/// `Points/Recommend`.
-pub(crate) fn unimplemented(method: &str) -> Status {
-    Status::unimplemented(format!(
-        "qdrant-tower-testkit does not implement {method} yet"
-    ))
-}
-
 /// The answer to a supported RPC used with a feature the testkit does not implement.
 pub(crate) fn unsupported(method: &str, feature: &str) -> StorageError {
     StorageError::unimplemented(format!(
@@ -53,12 +45,12 @@ mod tests {
     }
 
     #[test]
-    fn unimplemented_names_the_method() {
-        let status = unimplemented("Points/Recommend");
+    fn unsupported_names_the_method_and_the_feature() {
+        let status = Status::from(unsupported("Collections/Update", "quantization_config"));
         assert_eq!(status.code(), Code::Unimplemented);
         assert_eq!(
             status.message(),
-            "qdrant-tower-testkit does not implement Points/Recommend yet"
+            "qdrant-tower-testkit does not implement quantization_config in Collections/Update yet"
         );
     }
 }

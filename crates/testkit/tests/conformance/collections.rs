@@ -1255,26 +1255,9 @@ async fn servers_side_by_side_keep_their_own_collections() {
     assert_eq!(second.count(name, None).await, 5);
 }
 
-/// The path of the `serve` binary, which cargo builds for integration tests.
-///
-/// `CARGO_BIN_EXE_qdrant-tower-testkit` at compile time when it gets through: the workspace's
-/// `.cargo/rustc-wrapper.sh` runs under `/bin/sh`, which drops variables with `-` in their name.
-/// Otherwise the binary sits next to the `deps` directory this test runs from.
+/// The `serve` binary cargo built for this test.
 fn serve_binary() -> std::path::PathBuf {
-    if let Some(path) = option_env!("CARGO_BIN_EXE_qdrant-tower-testkit") {
-        return path.into();
-    }
-    let test = std::env::current_exe().expect("the test's own path");
-    let profile_dir = test
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("tests run from <target>/<profile>/deps");
-    let binary = profile_dir.join(format!(
-        "qdrant-tower-testkit{}",
-        std::env::consts::EXE_SUFFIX
-    ));
-    assert!(binary.is_file(), "no serve binary at {}", binary.display());
-    binary
+    env!("CARGO_BIN_EXE_qdrant-tower-testkit").into()
 }
 
 /// The `serve` binary, ended (SIGKILL) if the test fails before it stops it.

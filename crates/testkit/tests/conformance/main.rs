@@ -30,14 +30,16 @@ use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::{
     ClearPayloadPointsBuilder, CollectionExistsRequest, CollectionStatus, Condition,
     CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    CreateShardKeyRequest, DeleteCollectionBuilder, DeletePayloadPointsBuilder,
-    DeletePointsBuilder, Distance, FieldType, Filter, GetCollectionInfoRequest, GetPointsBuilder,
-    HealthCheckRequest, ListCollectionsRequest, ListValue, NamedVectors, PayloadIncludeSelector,
-    PayloadSchemaType, PointId, PointStruct, PointsIdsList, Query, QueryPointsBuilder, Range,
-    RetrievedPoint, ScoredPoint, ScrollPointsBuilder, SearchBatchPointsBuilder,
-    SearchPointsBuilder, SetPayloadPointsBuilder, Struct, UpsertPointsBuilder, Value, ValuesCount,
-    VectorParamsBuilder, VectorsConfigBuilder, VectorsOutput, point_id::PointIdOptions,
-    vector_output, vectors_output::VectorsOptions,
+    DeleteCollectionBuilder, DeletePayloadPointsBuilder, DeletePointsBuilder, Distance, FieldType,
+    Filter, GetCollectionInfoRequest, GetPointsBuilder, HealthCheckRequest, ListCollectionsRequest,
+    ListValue, NamedVectors, PayloadIncludeSelector, PayloadSchemaType, PointId, PointStruct,
+    PointsIdsList, Query, QueryPointsBuilder, Range, RetrievedPoint, ScoredPoint,
+    ScrollPointsBuilder, SearchBatchPointsBuilder, SearchPointsBuilder, SetPayloadPointsBuilder,
+    Struct, UpsertPointsBuilder, Value, ValuesCount, VectorParamsBuilder, VectorsConfigBuilder,
+    VectorsOutput, point_id::PointIdOptions, vector_output, vectors_output::VectorsOptions,
+};
+use qdrant_client::qdrant::{
+    Disabled, QuantizationConfigDiff, UpdateCollection, quantization_config_diff,
 };
 use qdrant_tower_testkit::TestServer;
 use serde_json::{Value as Json, json};
@@ -1374,16 +1376,22 @@ async fn facet_counts_the_values_of_an_indexed_keyword() {
 // Testkit-only behaviour
 
 #[tokio::test]
-async fn an_unimplemented_rpc_answers_unimplemented_naming_the_method() {
+async fn a_feature_the_testkit_lacks_answers_unimplemented_naming_method_and_feature() {
     let target = Target::new().await;
     if !target.is_testkit() {
         return; // Real Qdrant implements it.
     }
     let name = target.create_plain("unimplemented", 2, Distance::Dot).await;
+    // Quantization cannot be changed on a running qdrant-edge shard.
     let status = target
         .collections()
-        .create_shard_key(CreateShardKeyRequest {
+        .update(UpdateCollection {
             collection_name: name.clone(),
+            quantization_config: Some(QuantizationConfigDiff {
+                quantization: Some(quantization_config_diff::Quantization::Disabled(
+                    Disabled {},
+                )),
+            }),
             ..Default::default()
         })
         .await
@@ -1391,7 +1399,7 @@ async fn an_unimplemented_rpc_answers_unimplemented_naming_the_method() {
     assert_eq!(status.code(), Code::Unimplemented);
     assert_eq!(
         status.message(),
-        "qdrant-tower-testkit does not implement Collections/CreateShardKey yet"
+        "qdrant-tower-testkit does not implement quantization_config in Collections/Update yet"
     );
     target.drop_collection(&name).await;
 }
