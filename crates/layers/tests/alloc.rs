@@ -159,3 +159,91 @@ fn the_call_path_does_not_allocate() {
     // The counter itself works.
     assert!(allocations(|| drop(Box::new(1u8))) > 0);
 }
+
+mod whole_stack {
+    use super::*;
+    use qdrant_tower_layers::{
+        AttemptTimedOut, AttemptTimeoutLayer, DeadlineExceeded, DeadlineLayer, HealthCheck,
+        HealthConfig, HealthGateLayer, RequestInfo, RetryLayer, RetryPolicy, Unhealthy,
+    };
+    use tokio::time::Instant;
+    use tower::ServiceBuilder;
+
+    #[derive(Debug, Clone, Copy)]
+    struct Search {
+        deadline: Option<Instant>,
+    }
+
+    impl RequestInfo for Search {
+        fn operation(&self) -> &'static str {
+            "search"
+        }
+        fn is_idempotent(&self) -> bool {
+            true
+        }
+        fn deadline(&self) -> Option<Instant> {
+            self.deadline
+        }
+        fn set_deadline(&mut self, deadline: Instant) {
+            self.deadline = Some(deadline);
+        }
+    }
+
+    #[derive(Debug)]
+    #[allow(dead_code)]
+    enum StackError {
+        Layer(String),
+    }
+
+    impl Classify for StackError {
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Internal
+        }
+    }
+
+    macro_rules! from {
+        ($($t:ty),*) => {$(impl From<$t> for StackError {
+            fn from(e: $t) -> Self { StackError::Layer(format!("{e:?}")) }
+        })*};
+    }
+    from!(DeadlineExceeded, AttemptTimedOut, Unhealthy, CircuitOpen);
+
+    #[test]
+    fn deadline_retry_health_breaker_timeout_allocate_nothing_per_call() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        // The prober never runs (the runtime is not driven): the check stays healthy.
+        let health = HealthCheck::spawn(HealthConfig::production(), || async {
+            Ok::<(), String>(())
+        })
+        .unwrap();
+        let breaker = Breaker::with_defaults("alloc-stack");
+        let mut svc = ServiceBuilder::new()
+            .layer(DeadlineLayer::new(Duration::from_secs(30)))
+            .layer(RetryLayer::new(RetryPolicy::default()).unwrap())
+            .layer(HealthGateLayer::new(health))
+            .layer(breaker.layer())
+            .layer(AttemptTimeoutLayer::new(Duration::from_secs(10)))
+            .service(tower::service_fn(|_: Search| {
+                ready(Ok::<_, StackError>(()))
+            }));
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut call = || {
+            assert!(svc.poll_ready(&mut cx).is_ready());
+            let future = pin!(svc.call(Search { deadline: None }));
+            assert!(matches!(future.poll(&mut cx), Poll::Ready(Ok(()))));
+        };
+        for _ in 0..100 {
+            call(); // warm up thread-locals and the budget's slots
+        }
+        let n = allocations(|| {
+            for _ in 0..10_000 {
+                call();
+            }
+        });
+        assert_eq!(n, 0, "the stack allocated {n} times in 10,000 calls");
+    }
+}
