@@ -434,6 +434,12 @@ mod deadlines_budget_health {
         let attempts = server.calls().count(Rpc::Search, COLLECTION);
         let floor = 10 * 10;
         let bound = requests * 12 / 10 + floor;
+        println!(
+            "{requests} requests under total failure: {attempts} attempts (bound {bound}, \
+             without a budget {}), {} retries refused by the budget",
+            requests * 3,
+            budget.refusals()
+        );
         assert!(
             attempts <= bound,
             "{attempts} attempts for {requests} requests (bound {bound})"
