@@ -80,7 +80,8 @@ pub struct HealthSnapshot {
 /// # Observability
 /// Status changes are `WARN` (unhealthy) and `INFO` (healthy again) `tracing` events;
 /// `metrics` records the gauge `health_status{name}` (1 healthy, 0 unhealthy) and counts
-/// `health_probes_total{name, outcome}` and `health_rejections_total{name}`.
+/// `health_probes_total{name, outcome}` and `health_rejections_total{name}`. Handles are
+/// registered when the check is spawned, so install the recorder first.
 #[derive(Clone)]
 pub struct HealthCheck {
     pub(crate) shared: Arc<Shared>,
@@ -96,6 +97,9 @@ pub(crate) struct Shared {
     // Dropped with the last handle: ends the prober.
     _stop: oneshot::Sender<()>,
     rejections: metrics::Counter,
+    probes_ok: metrics::Counter,
+    probes_failed: metrics::Counter,
+    status_gauge: metrics::Gauge,
 }
 
 struct ProbeState {
@@ -137,8 +141,7 @@ impl Shared {
         let healthy = self.is_healthy();
         match outcome {
             Ok(()) => {
-                metrics::counter!("health_probes_total", "name" => name.to_owned(), "outcome" => "ok")
-                    .increment(1);
+                self.probes_ok.increment(1);
                 self.consecutive_failures.store(0, Ordering::Relaxed);
                 state.consecutive_successes = state.consecutive_successes.saturating_add(1);
                 state.last_error = None;
@@ -165,8 +168,7 @@ impl Shared {
                 }
             }
             Err(error) => {
-                metrics::counter!("health_probes_total", "name" => name.to_owned(), "outcome" => "failed")
-                    .increment(1);
+                self.probes_failed.increment(1);
                 state.consecutive_successes = 0;
                 let failures = self
                     .consecutive_failures
@@ -194,7 +196,7 @@ impl Shared {
 
     fn publish(&self, status: HealthStatus) {
         let value = if status.is_healthy() { 1.0 } else { 0.0 };
-        metrics::gauge!("health_status", "name" => self.config.name().to_owned()).set(value);
+        self.status_gauge.set(value);
         self.status.send_replace(status);
     }
 }
@@ -239,6 +241,9 @@ impl HealthCheck {
         let (status, _) = watch::channel(HealthStatus::Healthy);
         let shared = Arc::new(Shared {
             rejections: metrics::counter!("health_rejections_total", "name" => config.name().to_owned()),
+            probes_ok: metrics::counter!("health_probes_total", "name" => config.name().to_owned(), "outcome" => "ok"),
+            probes_failed: metrics::counter!("health_probes_total", "name" => config.name().to_owned(), "outcome" => "failed"),
+            status_gauge: metrics::gauge!("health_status", "name" => config.name().to_owned()),
             config,
             healthy: AtomicBool::new(true),
             consecutive_failures: AtomicU32::new(0),
@@ -252,7 +257,7 @@ impl HealthCheck {
             breakers: Mutex::new(Vec::new()),
             _stop: stop,
         });
-        metrics::gauge!("health_status", "name" => shared.config.name().to_owned()).set(1.0);
+        shared.status_gauge.set(1.0);
         let weak: Weak<Shared> = Arc::downgrade(&shared);
         let (interval, timeout) = (shared.config.interval(), shared.config.probe_timeout());
         runtime.spawn(async move {
