@@ -30,9 +30,7 @@ use qdrant_tower::qdrant::{
     CreateCollectionBuilder, Distance, GetPointsBuilder, PointId, PointStruct, SearchPointsBuilder,
     UpsertPointsBuilder, VectorParamsBuilder,
 };
-use qdrant_tower::{
-    Classify, ErrorKind, Payload, QdrantService, VectorError, VectorRequest, VectorResponse,
-};
+use qdrant_tower::{ErrorKind, Payload, QdrantService, VectorError, VectorRequest, VectorResponse};
 use qdrant_tower_testkit::faults::{CallLog, Fault, FaultRule, Rpc};
 use qdrant_tower_testkit::scenario::{Scenario, Step};
 use qdrant_tower_testkit::{ChaosProxy, TestServer};

@@ -13,9 +13,7 @@ use qdrant_tower::qdrant::{
     CountPointsBuilder, CreateCollectionBuilder, Distance, GetPointsBuilder, PointId, PointStruct,
     SearchPointsBuilder, UpsertPoints, UpsertPointsBuilder, VectorParamsBuilder,
 };
-use qdrant_tower::{
-    Classify, ErrorKind, Payload, QdrantService, VectorError, VectorRequest, VectorResponse,
-};
+use qdrant_tower::{ErrorKind, Payload, QdrantService, VectorError, VectorRequest, VectorResponse};
 use qdrant_tower_testkit::TestServer;
 use qdrant_tower_testkit::faults::{Fault, FaultPlan, FaultRule, Rpc};
 use tokio::time::Instant;

@@ -172,9 +172,9 @@ async fn breaker_opens_while_the_server_is_unreachable_and_closes_when_it_is_bac
 
 mod retry {
     use super::*;
+    use qdrant_tower::VectorResponse;
     use qdrant_tower::layers::retry::{KindPolicy, RetryLayer, RetryPolicy};
     use qdrant_tower::qdrant::GetPointsBuilder;
-    use qdrant_tower::{Classify, VectorResponse};
 
     /// The default table's kinds and attempts, with delays short enough to wait out for real.
     fn fast_policy() -> RetryPolicy {
@@ -277,6 +277,57 @@ mod retry {
             .unwrap();
         assert!(matches!(got, VectorResponse::Get(found) if found.result.len() == 1));
     }
+
+    #[tokio::test]
+    async fn a_write_applied_then_rejected_by_the_breaker_on_retry_still_says_maybe_sent() {
+        let server = TestServer::start().await.unwrap();
+        seed(&server.url()).await;
+        // One failure opens the breaker, so the retry of the failed upsert is rejected
+        // locally, unsent: the caller's error is the breaker's, yet the first attempt was
+        // applied.
+        let breaker = Breaker::new(
+            "qdrant",
+            BreakerConfig::default()
+                .with_consecutive_failures(1)
+                .with_open_wait(Duration::from_secs(60)),
+        )
+        .unwrap();
+        let service = ServiceBuilder::new()
+            .layer(RetryLayer::new(fast_policy()).unwrap())
+            .layer(breaker.layer())
+            .service(QdrantService::from_url(server.url()).unwrap());
+        server.set_faults(
+            FaultRule::new(Fault::apply_then_unavailable())
+                .rpc(Rpc::Upsert)
+                .first(1),
+        );
+        let point = PointStruct::new(11, vec![0.0, 1.0], Payload::new());
+        let upsert = UpsertPointsBuilder::new(COLLECTION, vec![point]).wait(true);
+        let error = service.clone().oneshot(upsert.into()).await.unwrap_err();
+
+        assert_eq!(error.kind(), ErrorKind::CircuitOpen, "{error}");
+        assert_eq!(error.attempts(), 2, "{error}");
+        assert!(
+            error.maybe_sent(),
+            "the first attempt reached Qdrant, so the call may have been applied: {error}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("2 attempts; may have been applied"),
+            "{error}"
+        );
+        server.clear_faults();
+        breaker.reset();
+        let got = service
+            .oneshot(GetPointsBuilder::new(COLLECTION, vec![11.into()]).into())
+            .await
+            .unwrap();
+        assert!(
+            matches!(got, VectorResponse::Get(found) if found.result.len() == 1),
+            "and it was applied"
+        );
+    }
 }
 
 /// Deadlines, server pushback, the retry budget and the health gate, over the wire.
@@ -285,7 +336,6 @@ mod deadlines_budget_health {
     use std::sync::Mutex;
     use std::time::Instant;
 
-    use qdrant_tower::Classify;
     use qdrant_tower::layers::health::{HealthCheck, HealthConfig, HealthGateLayer, HealthStatus};
     use qdrant_tower::layers::retry::{Jitter, KindPolicy, RetryLayer, RetryPolicy};
     use qdrant_tower::layers::{AttemptTimeoutLayer, DeadlineLayer};

@@ -13,6 +13,9 @@ use tonic::{Code, Status};
 pub const INSUFFICIENT_STORAGE_HEADER: &str = "qdrant-insufficient-storage";
 /// The header real Qdrant sets on `RESOURCE_EXHAUSTED` when it rate-limits (whole seconds).
 pub const RETRY_AFTER_HEADER: &str = "retry-after";
+/// What a tonic server (Qdrant, the testkit) answers, with `CANCELLED`, when the
+/// `grpc-timeout` a client sent runs out (`tonic::TimeoutExpired`'s message).
+const SERVER_TIMEOUT_MESSAGE: &str = "Timeout expired";
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -38,6 +41,7 @@ struct Inner {
     message: String,
     retry_after: Option<Duration>,
     maybe_sent: bool,
+    attempts: u32,
     invalid: Option<InvalidRequest>,
     source: Option<BoxError>,
 }
@@ -54,6 +58,7 @@ impl VectorError {
             message: message.into(),
             retry_after: None,
             maybe_sent: true,
+            attempts: 1,
             invalid: None,
             source: None,
         }))
@@ -110,9 +115,19 @@ impl VectorError {
         self
     }
 
-    /// Marks whether the request may have reached the server (see [`Classify::maybe_sent`]).
+    /// Marks whether the request may have reached the server (see [`VectorError::maybe_sent`]).
     pub fn with_maybe_sent(mut self, maybe_sent: bool) -> Self {
         self.0.maybe_sent = maybe_sent;
+        self
+    }
+
+    /// A `CANCELLED` that came back when the call's own time had run out is that time running
+    /// out: whichever of the server's answer and the local timer fires first, a deadline ends
+    /// as [`ErrorKind::Timeout`].
+    pub(crate) fn cancelled_at_deadline(mut self) -> Self {
+        if self.0.kind == ErrorKind::Cancelled {
+            self.0.kind = ErrorKind::Timeout;
+        }
         self
     }
 
@@ -125,6 +140,43 @@ impl VectorError {
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         self.0.kind
+    }
+
+    /// Whether the request may have reached Qdrant, and so may have been applied, in any
+    /// attempt of the call.
+    ///
+    /// `false` only when every attempt is proven never sent: rejected by validation, by an
+    /// open breaker or a health gate, or failed before the request left (a refused
+    /// connection, HTTP/2 `REFUSED_STREAM`, a graceful `GOAWAY`). Behind a
+    /// [`RetryLayer`](qdrant_tower_layers::retry::RetryLayer) it describes the whole call, not
+    /// only the last attempt: a write whose first attempt timed out and whose retry was then
+    /// rejected by an open breaker says `true`. This is what to check before re-sending a
+    /// write that is not idempotent.
+    ///
+    /// ```
+    /// use qdrant_tower_client::VectorError;
+    /// use qdrant_tower_layers::ErrorKind;
+    ///
+    /// let refused = VectorError::new(ErrorKind::Connect, "upsert", "connection refused")
+    ///     .with_maybe_sent(false);
+    /// assert!(!refused.maybe_sent());
+    /// assert_eq!(refused.attempts(), 1);
+    /// ```
+    pub fn maybe_sent(&self) -> bool {
+        self.0.maybe_sent
+    }
+
+    /// How many attempts the call made: 1 without a retry layer; behind a
+    /// [`RetryLayer`](qdrant_tower_layers::retry::RetryLayer), every attempt it started, those
+    /// rejected locally (open breaker, unhealthy backend) included.
+    pub fn attempts(&self) -> u32 {
+        self.0.attempts
+    }
+
+    /// The server's own word on when to try again (`retry-after` on `RESOURCE_EXHAUSTED`), or
+    /// an open breaker's time until it admits trial calls.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.0.retry_after
     }
 
     /// The operation that failed (`"search"`, `"upsert"`…).
@@ -217,6 +269,11 @@ impl Classify for VectorError {
     fn maybe_sent(&self) -> bool {
         self.0.maybe_sent
     }
+
+    fn record_attempts(&mut self, attempts: u32, maybe_sent: bool) {
+        self.0.attempts = attempts;
+        self.0.maybe_sent = maybe_sent;
+    }
 }
 
 impl fmt::Display for VectorError {
@@ -242,6 +299,14 @@ impl fmt::Display for VectorError {
         if let Some(after) = inner.retry_after {
             write!(f, " (retry after {after:?})")?;
         }
+        if inner.attempts > 1 {
+            write!(f, " [{} attempts; ", inner.attempts)?;
+            f.write_str(if inner.maybe_sent {
+                "may have been applied]"
+            } else {
+                "none was sent]"
+            })?;
+        }
         Ok(())
     }
 }
@@ -257,6 +322,7 @@ impl fmt::Debug for VectorError {
             .field("message", &inner.message)
             .field("retry_after", &inner.retry_after)
             .field("maybe_sent", &inner.maybe_sent)
+            .field("attempts", &inner.attempts)
             .field("invalid", &inner.invalid)
             .finish_non_exhaustive()
     }
@@ -412,6 +478,9 @@ impl TransportFailure {
 fn kind_of_code(code: Code, status: &Status) -> ErrorKind {
     match code {
         Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss => ErrorKind::Internal,
+        // A tonic server (Qdrant is one) answers CANCELLED "Timeout expired" when the
+        // `grpc-timeout` the client sent runs out: the call timed out, it was not cancelled.
+        Code::Cancelled if status.message() == SERVER_TIMEOUT_MESSAGE => ErrorKind::Timeout,
         Code::Cancelled => ErrorKind::Cancelled,
         Code::InvalidArgument
         | Code::FailedPrecondition
@@ -622,6 +691,39 @@ mod tests {
         let error = VectorError::from_status(status, "search", Some("docs"));
         assert_eq!(error.kind(), ErrorKind::Timeout);
         assert!(error.maybe_sent());
+    }
+
+    #[test]
+    fn a_servers_timeout_expired_is_a_timeout_not_a_cancellation() {
+        // What a tonic server (Qdrant, the testkit) answers when the client's grpc-timeout
+        // runs out on its side.
+        let error =
+            VectorError::from_status(Status::cancelled("Timeout expired"), "search", Some("docs"));
+        assert_eq!(error.kind(), ErrorKind::Timeout);
+        assert!(error.maybe_sent(), "the server had the request");
+        assert_eq!(
+            error.code(),
+            Some(Code::Cancelled),
+            "the code is kept as sent"
+        );
+    }
+
+    #[test]
+    fn the_whole_calls_record_replaces_the_last_attempts() {
+        let mut error = VectorError::from(CircuitOpen {
+            name: "qdrant".into(),
+            retry_in: None,
+        });
+        assert_eq!((error.attempts(), error.maybe_sent()), (1, false));
+        error.record_attempts(3, true);
+        assert_eq!((error.attempts(), error.maybe_sent()), (3, true));
+        assert!(
+            error
+                .to_string()
+                .ends_with("[3 attempts; may have been applied]"),
+            "{error}"
+        );
+        assert!(format!("{error:?}").contains("attempts: 3"), "{error:?}");
     }
 
     #[test]

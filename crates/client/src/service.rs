@@ -23,6 +23,9 @@ use crate::validate::Limits;
 
 /// The metadata key Qdrant reads the API key from.
 const API_KEY_HEADER: &str = "api-key";
+/// How close to a call's limit a server's `CANCELLED` counts as that limit running out (see
+/// `VectorError::cancelled_at_deadline`): timers round to the millisecond.
+const DEADLINE_SLACK: Duration = Duration::from_millis(2);
 
 /// A [`tower::Service`] that sends each [`VectorRequest`] to Qdrant over gRPC.
 ///
@@ -271,9 +274,21 @@ impl Service<VectorRequest> for QdrantService {
                 None => call.await,
             };
             outcome.map_err(|status| {
-                VectorError::from_status(status, operation, collection.as_deref())
+                let error = VectorError::from_status(status, operation, collection.as_deref());
+                at_the_limit(error, limit.map(|limit| now + limit), Instant::now())
             })
         }))
+    }
+}
+
+/// A `CANCELLED` answered when the call's limit (`ends`) had run out is that limit running out
+/// ([`ErrorKind::Timeout`]), whichever of the server's answer and the local timer came first.
+/// The server's timer for `grpc-timeout` starts after ours, so its answer arrives at or after
+/// our limit; the slack only covers the timers' millisecond rounding.
+fn at_the_limit(error: VectorError, ends: Option<Instant>, now: Instant) -> VectorError {
+    match ends {
+        Some(ends) if now + DEADLINE_SLACK >= ends => error.cancelled_at_deadline(),
+        _ => error,
     }
 }
 
@@ -700,5 +715,51 @@ impl ConfigError {
     /// The setting that is wrong.
     pub fn field(&self) -> &'static str {
         self.field
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Status;
+
+    fn cancelled(message: &str) -> VectorError {
+        VectorError::from_status(Status::cancelled(message), "search", Some("docs"))
+    }
+
+    #[test]
+    fn a_cancelled_answer_at_the_calls_limit_is_a_timeout() {
+        let start = Instant::now();
+        let ends = Some(start + Duration::from_millis(100));
+        // The server's answer came in at (or, rounding, just before) the limit.
+        for at in [100, 99, 150] {
+            let error = at_the_limit(
+                cancelled("operation was cancelled"),
+                ends,
+                start + Duration::from_millis(at),
+            );
+            assert_eq!(error.kind(), ErrorKind::Timeout, "at {at} ms");
+            assert!(error.maybe_sent());
+        }
+    }
+
+    #[test]
+    fn a_cancelled_answer_well_before_the_limit_or_without_one_stays_cancelled() {
+        let start = Instant::now();
+        let early = at_the_limit(
+            cancelled("operation was cancelled"),
+            Some(start + Duration::from_millis(100)),
+            start + Duration::from_millis(50),
+        );
+        assert_eq!(early.kind(), ErrorKind::Cancelled);
+        let unbounded = at_the_limit(cancelled("operation was cancelled"), None, start);
+        assert_eq!(unbounded.kind(), ErrorKind::Cancelled);
+        // Other kinds are never touched.
+        let unavailable = at_the_limit(
+            VectorError::from_status(Status::unavailable("down"), "search", None),
+            Some(start),
+            start,
+        );
+        assert_eq!(unavailable.kind(), ErrorKind::Unavailable);
     }
 }

@@ -408,7 +408,7 @@ mod tests {
         DeletePointsBuilder, GetPointsBuilder, NamedVectors, PointsIdsList, QueryPointsBuilder,
         ScrollPointsBuilder, SearchPointsBuilder, UpsertPointsBuilder,
     };
-    use qdrant_tower_layers::{Classify, ErrorKind};
+    use qdrant_tower_layers::ErrorKind;
 
     fn invalid(request: impl Into<VectorRequest>) -> InvalidRequest {
         let error = request

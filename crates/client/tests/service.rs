@@ -28,8 +28,7 @@ use qdrant_tower_client::{
 };
 use qdrant_tower_layers::health::HealthSnapshot;
 use qdrant_tower_layers::{
-    Classify, DeadlineLayer, ErrorKind, HealthCheck, HealthConfig, HealthStatus, RetryLayer,
-    RetryPolicy,
+    DeadlineLayer, ErrorKind, HealthCheck, HealthConfig, HealthStatus, RetryLayer, RetryPolicy,
 };
 use qdrant_tower_testkit::TestServer;
 use qdrant_tower_testkit::faults::parse_grpc_timeout;

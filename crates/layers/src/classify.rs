@@ -179,6 +179,20 @@ pub trait Classify {
     fn maybe_sent(&self) -> bool {
         true
     }
+
+    /// Records on the error a call ends with what the whole call did: `attempts` made (each
+    /// call of the service below the retry layer, a local rejection included) and whether any
+    /// of them `maybe_sent` the request to the server.
+    ///
+    /// The [`RetryLayer`](crate::retry::RetryLayer) calls it on the error it returns, with
+    /// `maybe_sent` already folded over every attempt (the returned error's own answer
+    /// included), so that after it [`maybe_sent`](Classify::maybe_sent) describes the call and
+    /// not only its last attempt: a write whose first attempt may have been applied and whose
+    /// retry was then rejected by an open breaker still says "maybe sent". An error type that
+    /// can carry this should store both; the default ignores them.
+    fn record_attempts(&mut self, attempts: u32, maybe_sent: bool) {
+        let _ = (attempts, maybe_sent);
+    }
 }
 
 impl<T: Classify + ?Sized> Classify for &T {

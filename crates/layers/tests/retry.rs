@@ -25,12 +25,29 @@ enum TestError {
     Deadline(DeadlineExceeded),
 }
 
-/// A failure as the backend reports it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A failure as the backend reports it, and what the retry layer recorded on it about the
+/// whole call when it was the call's final error (`Classify::record_attempts`).
+#[derive(Debug, Clone, Copy)]
 struct Fail {
     kind: ErrorKind,
     retry_after: Option<Duration>,
     maybe_sent: bool,
+    call: Option<Call>,
+}
+
+/// `Classify::record_attempts`' arguments.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Call {
+    attempts: u32,
+    maybe_sent: bool,
+}
+
+/// Two failures are the same failure whatever was recorded on them.
+impl PartialEq for Fail {
+    fn eq(&self, other: &Self) -> bool {
+        (self.kind, self.retry_after, self.maybe_sent)
+            == (other.kind, other.retry_after, other.maybe_sent)
+    }
 }
 
 fn fail(kind: ErrorKind) -> Fail {
@@ -38,6 +55,7 @@ fn fail(kind: ErrorKind) -> Fail {
         kind,
         retry_after: None,
         maybe_sent: true,
+        call: None,
     }
 }
 
@@ -68,8 +86,26 @@ impl Classify for TestError {
     }
     fn maybe_sent(&self) -> bool {
         match self {
-            TestError::Backend(f) => f.maybe_sent,
+            TestError::Backend(f) => f.call.map_or(f.maybe_sent, |call| call.maybe_sent),
             TestError::Deadline(e) => e.maybe_sent(),
+        }
+    }
+    fn record_attempts(&mut self, attempts: u32, maybe_sent: bool) {
+        if let TestError::Backend(f) = self {
+            f.call = Some(Call {
+                attempts,
+                maybe_sent,
+            });
+        }
+    }
+}
+
+impl TestError {
+    /// What the retry layer recorded about the whole call.
+    fn call(&self) -> Option<Call> {
+        match self {
+            TestError::Backend(f) => f.call,
+            TestError::Deadline(_) => None,
         }
     }
 }
@@ -623,6 +659,88 @@ async fn one_budget_can_be_shared_by_two_layers() {
     // One retry in the shared floor: 2 attempts for the first call, 1 for the second.
     assert_eq!(backend.calls(), 2 + 1);
     assert_eq!(budget.refusals(), 2);
+}
+
+// ===== what the caller learns about the whole call =====
+
+/// A retry rejected without being sent (an open breaker, an unhealthy backend below the retry
+/// layer) after an attempt that may have reached the server.
+fn sent_then_rejected() -> Backend {
+    Backend::new(
+        [Outcome::Err(fail(ErrorKind::Unavailable))],
+        Outcome::Err(fail(ErrorKind::CircuitOpen).unsent()),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_final_error_says_maybe_sent_when_any_attempt_may_have_been_sent() {
+    let backend = sent_then_rejected();
+    let mut svc = setup(exact(), &backend);
+    let err = send(&mut svc, SEARCH).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::CircuitOpen,
+        "the last attempt's own error"
+    );
+    assert_eq!(
+        err.call(),
+        Some(Call {
+            attempts: 2,
+            maybe_sent: true
+        }),
+        "the first attempt reached the server, so the call may have been applied"
+    );
+    assert!(err.maybe_sent());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_final_error_says_not_sent_only_when_no_attempt_was_sent() {
+    // A write refused twice before it left, then rejected by the breaker.
+    let backend = Backend::new(
+        [
+            Outcome::Err(fail(ErrorKind::Connect).unsent()),
+            Outcome::Err(fail(ErrorKind::Connect).unsent()),
+        ],
+        Outcome::Err(fail(ErrorKind::CircuitOpen).unsent()),
+    );
+    let mut svc = setup(exact(), &backend);
+    let err = send(&mut svc, UPSERT).await.unwrap_err();
+    assert_eq!(
+        err.call(),
+        Some(Call {
+            attempts: 3,
+            maybe_sent: false
+        })
+    );
+    assert!(!err.maybe_sent());
+
+    // A single attempt is recorded too: the caller always learns the count.
+    let backend = Backend::always(fail(ErrorKind::InvalidRequest));
+    let mut svc = setup(exact(), &backend);
+    let err = send(&mut svc, SEARCH).await.unwrap_err();
+    assert_eq!(
+        err.call(),
+        Some(Call {
+            attempts: 1,
+            maybe_sent: true
+        })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn tower_retry_with_the_policy_records_the_whole_call_too() {
+    let backend = sent_then_rejected();
+    let policy = RetryLayer::new(exact()).unwrap().tower_policy();
+    let mut svc = tower::retry::Retry::new(policy, backend.clone());
+    let err = svc.ready().await.unwrap().call(SEARCH).await.unwrap_err();
+    assert_eq!(backend.calls(), 2);
+    assert_eq!(
+        err.call(),
+        Some(Call {
+            attempts: 2,
+            maybe_sent: true
+        })
+    );
 }
 
 // ===== any error type, observability =====

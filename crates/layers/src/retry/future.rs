@@ -100,6 +100,10 @@ struct CallState<S, Req, E> {
     request: Req,
     shared: Arc<Shared>,
     attempt: u32,
+    // Attempts started (the retry counter moves before the next attempt starts), and whether
+    // any failed attempt so far may have reached the server: what the call's error reports.
+    started: u32,
+    sent: bool,
     backoff: Option<BackoffState>,
     last_error: Option<E>,
     span: Span,
@@ -132,6 +136,8 @@ where
                 request,
                 shared,
                 attempt: 1,
+                started: 1,
+                sent: false,
                 backoff: None,
                 last_error: None,
                 span,
@@ -176,7 +182,7 @@ where
                 } else {
                     tracing::trace!(parent: &self.span, reason = reason.as_str(), "not retrying");
                 }
-                return Err(error);
+                return Err(self.finish(error));
             }
         };
         if let Some(budget) = &shared.budget
@@ -188,26 +194,38 @@ where
                 error_kind = kind.as_str(),
                 "retry budget exhausted: returning the error without retrying"
             );
-            return Err(error);
+            return Err(self.finish(error));
         }
         shared.metrics.retries[kind as usize].increment(1);
         self.attempt += 1;
         self.span = attempt_span(&self.request, self.attempt, delay);
+        self.sent |= error.maybe_sent();
         self.last_error = Some(error);
         Ok(delay)
     }
 
     fn start_attempt(&mut self) -> S::Future {
         self.last_error = None;
+        self.started += 1;
         let _entered = self.span.enter();
         self.service.call(self.request.clone())
     }
 
     fn give_up(&mut self) -> S::Error {
         tracing::debug!(parent: &self.span, "deadline passed before the inner service was ready");
-        self.last_error
+        let error = self
+            .last_error
             .take()
-            .expect("a retry is only pending after a failed attempt")
+            .expect("a retry is only pending after a failed attempt");
+        self.finish(error)
+    }
+
+    /// The error the call ends with, carrying what the whole call did (see
+    /// [`Classify::record_attempts`]).
+    fn finish(&self, mut error: S::Error) -> S::Error {
+        let maybe_sent = self.sent || error.maybe_sent();
+        error.record_attempts(self.started, maybe_sent);
+        error
     }
 }
 
@@ -243,7 +261,7 @@ where
                                 );
                                 // Drop the attempt now rather than with the future.
                                 this.state.set(State::Done);
-                                return Poll::Ready(Err(error.into()));
+                                return Poll::Ready(Err(this.call.finish(error.into())));
                             }
                             return Poll::Pending;
                         }
@@ -267,7 +285,9 @@ where
                 StateProj::Retrying => {
                     match this.call.service.poll_ready(cx) {
                         Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                        Poll::Ready(Err(error)) => {
+                            return Poll::Ready(Err(this.call.finish(error)));
+                        }
                         Poll::Pending => {
                             if this.deadline.as_mut().poll_passed(cx) {
                                 return Poll::Ready(Err(this.call.give_up()));

@@ -34,6 +34,9 @@ use crate::{Classify, RequestInfo};
 pub struct TowerPolicy {
     shared: Arc<Shared>,
     attempt: u32,
+    // Whether any failed attempt so far may have reached the server (see
+    // `Classify::record_attempts`).
+    sent: bool,
     backoff: Option<BackoffState>,
 }
 
@@ -42,8 +45,15 @@ impl TowerPolicy {
         TowerPolicy {
             shared,
             attempt: 1,
+            sent: false,
             backoff: None,
         }
+    }
+
+    /// The call ends with `error`: it carries what the whole call did.
+    fn finish<E: Classify>(&self, error: &mut E) {
+        let maybe_sent = self.sent || error.maybe_sent();
+        error.record_attempts(self.attempt, maybe_sent);
     }
 }
 
@@ -64,7 +74,7 @@ where
     type Future = Sleep;
 
     fn retry(&mut self, request: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
-        let error = result.as_ref().err()?;
+        let error = result.as_mut().err()?;
         let shared = &*self.shared;
         let backoff = self
             .backoff
@@ -73,8 +83,9 @@ where
         let Decision::Retry(delay) =
             shared
                 .policy
-                .decide(&*request, error, self.attempt, backoff, deadline)
+                .decide(&*request, &*error, self.attempt, backoff, deadline)
         else {
+            self.finish(error);
             return None;
         };
         let kind = error.kind();
@@ -87,9 +98,11 @@ where
                 error_kind = kind.as_str(),
                 "retry budget exhausted: returning the error without retrying"
             );
+            self.finish(error);
             return None;
         }
         shared.metrics.retries[kind as usize].increment(1);
+        self.sent |= error.maybe_sent();
         self.attempt += 1;
         Some(tokio::time::sleep(delay))
     }
