@@ -13,38 +13,40 @@ use qdrant_tower::qdrant::{
     CreateCollectionBuilder, Distance, PointStruct, ScrollPointsBuilder, SearchPointsBuilder,
     UpsertPointsBuilder, VectorParamsBuilder,
 };
-use qdrant_tower::{
-    Classify, ErrorKind, QdrantService, VectorError, VectorRequest, VectorResponse,
-};
-use qdrant_tower_testkit::{ChaosProxy, Direction, ProxyStats, TestServer};
+use qdrant_tower::{ErrorKind, QdrantService, VectorError, VectorRequest, VectorResponse};
+use qdrant_tower_testkit::{ChaosProxy, Direction, ProxyStats};
+
+use crate::backend::{Backend, client_of};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
-const COLLECTION: &str = "books";
 /// The request timeout where the test is about it: long for loopback, short for a test.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 /// The request timeout where the test is not about it, so that a slow machine cannot turn
 /// the symptom under test into a timeout.
 const LONG_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A server with a small collection, and a proxy in front of it.
+/// A backend (the embedded server, or the real Qdrant at `QDRANT_URL`) with a small collection,
+/// and a proxy in front of it.
 struct Setup {
     proxy: ChaosProxy,
-    server: TestServer,
+    backend: Backend,
+    /// Two points: 1 at [1, 0] and 2 at [0, 1].
+    books: String,
+    /// Big points, for the tests about bandwidth; created on demand.
+    shelf: String,
 }
 
 impl Setup {
     async fn start() -> Setup {
-        let server = TestServer::start().await.expect("testkit server starts");
+        let backend = Backend::start().await;
+        let (books, shelf) = (backend.unique("books"), backend.unique("shelf"));
         // Filled directly, not through the proxy, so that no fault can get in the way.
-        let direct = QdrantService::builder()
-            .endpoint(server.url())
-            .build()
-            .expect("valid settings");
+        let direct = backend.direct();
         direct
             .clone()
             .oneshot(
-                CreateCollectionBuilder::new(COLLECTION)
+                CreateCollectionBuilder::new(&books)
                     .vectors_config(VectorParamsBuilder::new(2, Distance::Dot))
                     .into(),
             )
@@ -55,17 +57,18 @@ impl Setup {
             PointStruct::new(2, vec![0.0, 1.0], [("title", "Emma".into())]),
         ];
         direct
-            .oneshot(
-                UpsertPointsBuilder::new(COLLECTION, points)
-                    .wait(true)
-                    .into(),
-            )
+            .oneshot(UpsertPointsBuilder::new(&books, points).wait(true).into())
             .await
             .expect("points upserted");
-        let proxy = ChaosProxy::start(server.addr())
+        let proxy = ChaosProxy::start(backend.addr())
             .await
             .expect("proxy starts");
-        Setup { proxy, server }
+        Setup {
+            proxy,
+            backend,
+            books,
+            shelf,
+        }
     }
 
     /// A client of the proxy with `timeout` per call. Its channel connects on the first call.
@@ -76,8 +79,7 @@ impl Setup {
     /// A client of the proxy with `connections` channels, used round-robin: call `k` goes to
     /// channel `k % connections`, and each channel connects on its first call.
     fn pooled_client(&self, timeout: Duration, connections: usize) -> QdrantService {
-        QdrantService::builder()
-            .endpoint(self.proxy.url())
+        client_of(&self.proxy.url())
             .connections_per_endpoint(connections)
             .request_timeout(Some(timeout))
             .connect_timeout(Duration::from_millis(300))
@@ -85,12 +87,12 @@ impl Setup {
             .expect("valid settings")
     }
 
-    /// Creates the `shelf` collection, directly on the server.
+    /// Creates the shelf collection, directly on the backend.
     async fn shelf(&self) {
-        QdrantService::from_url(self.server.url())
-            .expect("valid settings")
+        self.backend
+            .direct()
             .oneshot(
-                CreateCollectionBuilder::new(SHELF)
+                CreateCollectionBuilder::new(&self.shelf)
                     .vectors_config(VectorParamsBuilder::new(2, Distance::Dot))
                     .into(),
             )
@@ -98,74 +100,83 @@ impl Setup {
             .expect("shelf created");
     }
 
-    /// Creates the `shelf` collection and fills it with `SHELF_POINTS` big points, directly on
-    /// the server.
+    /// Creates the shelf collection and fills it with `SHELF_POINTS` big points, directly on
+    /// the backend.
     async fn full_shelf(&self) {
         self.shelf().await;
-        QdrantService::from_url(self.server.url())
-            .expect("valid settings")
-            .oneshot(fill_shelf())
+        self.backend
+            .direct()
+            .oneshot(self.fill_shelf())
             .await
             .expect("shelf filled");
     }
-}
 
-async fn search(client: &QdrantService) -> Result<VectorResponse, VectorError> {
-    client
-        .clone()
-        .oneshot(SearchPointsBuilder::new(COLLECTION, vec![0.9, 0.1], 1).into())
-        .await
-}
+    /// A search of the small collection, best hit only.
+    fn search_request(&self) -> VectorRequest {
+        SearchPointsBuilder::new(&self.books, vec![0.9, 0.1], 1).into()
+    }
 
-/// A search that must succeed, returning the best hit's id.
-async fn search_ok(client: &QdrantService) -> u64 {
-    match search(client).await {
-        Ok(VectorResponse::Search(found)) => {
-            let id = found.result[0].id.clone().expect("a hit has an id");
-            match id.point_id_options {
-                Some(qdrant_tower::qdrant::point_id::PointIdOptions::Num(id)) => id,
-                other => panic!("unexpected id {other:?}"),
+    async fn search(&self, client: &QdrantService) -> Result<VectorResponse, VectorError> {
+        client.clone().oneshot(self.search_request()).await
+    }
+
+    /// A search that must succeed, returning the best hit's id.
+    async fn search_ok(&self, client: &QdrantService) -> u64 {
+        match self.search(client).await {
+            Ok(VectorResponse::Search(found)) => {
+                let id = found.result[0].id.clone().expect("a hit has an id");
+                match id.point_id_options {
+                    Some(qdrant_tower::qdrant::point_id::PointIdOptions::Num(id)) => id,
+                    other => panic!("unexpected id {other:?}"),
+                }
             }
+            other => panic!("expected search results, got {other:?}"),
         }
-        other => panic!("expected search results, got {other:?}"),
+    }
+
+    async fn search_err(&self, client: &QdrantService) -> VectorError {
+        match self.search(client).await {
+            Ok(response) => panic!("expected an error, got {response:?}"),
+            Err(error) => error,
+        }
+    }
+
+    /// An upsert of the whole shelf: at least 64 KiB on the wire.
+    fn fill_shelf(&self) -> VectorRequest {
+        let points = (0..u64::from(SHELF_POINTS))
+            .map(|id| {
+                PointStruct::new(
+                    id,
+                    vec![1.0, 0.0],
+                    [("text", "x".repeat(TEXT_BYTES).into())],
+                )
+            })
+            .collect::<Vec<_>>();
+        UpsertPointsBuilder::new(&self.shelf, points)
+            .wait(true)
+            .into()
+    }
+
+    /// A scroll of the whole shelf with its payload: an answer of at least 64 KiB.
+    fn read_shelf(&self) -> VectorRequest {
+        ScrollPointsBuilder::new(&self.shelf)
+            .limit(SHELF_POINTS)
+            .with_payload(true)
+            .into()
     }
 }
 
-async fn search_err(client: &QdrantService) -> VectorError {
-    match search(client).await {
-        Ok(response) => panic!("expected an error, got {response:?}"),
-        Err(error) => error,
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.backend
+            .drop_collections(&[self.books.clone(), self.shelf.clone()]);
     }
 }
 
-/// A collection of big points, for the tests about bandwidth.
-const SHELF: &str = "shelf";
 const SHELF_POINTS: u32 = 64;
 /// The text each point on the shelf carries: an upsert of the whole shelf, and a scroll
 /// answering it, each carry at least `SHELF_POINTS * TEXT_BYTES` = 64 KiB.
 const TEXT_BYTES: usize = 1024;
-
-/// An upsert of the whole shelf: at least 64 KiB on the wire.
-fn fill_shelf() -> VectorRequest {
-    let points = (0..u64::from(SHELF_POINTS))
-        .map(|id| {
-            PointStruct::new(
-                id,
-                vec![1.0, 0.0],
-                [("text", "x".repeat(TEXT_BYTES).into())],
-            )
-        })
-        .collect::<Vec<_>>();
-    UpsertPointsBuilder::new(SHELF, points).wait(true).into()
-}
-
-/// A scroll of the whole shelf with its payload: an answer of at least 64 KiB.
-fn read_shelf() -> VectorRequest {
-    ScrollPointsBuilder::new(SHELF)
-        .limit(SHELF_POINTS)
-        .with_payload(true)
-        .into()
-}
 
 /// How long `bytes` take at least through a proxy forwarding `bytes_per_sec`: it lets the first
 /// hundredth of a second's worth through at once, and paces the rest.
@@ -195,8 +206,8 @@ async fn healthy_proxy_passes_searches_through() {
     bounded(async {
         let setup = Setup::start().await;
         let client = setup.client(LONG_TIMEOUT);
-        assert_eq!(search_ok(&client).await, 1);
-        assert_eq!(search_ok(&client).await, 1);
+        assert_eq!(setup.search_ok(&client).await, 1);
+        assert_eq!(setup.search_ok(&client).await, 1);
 
         let stats = setup.proxy.stats();
         assert_eq!(
@@ -214,7 +225,7 @@ async fn reset_during_a_call_is_a_connect_error_that_may_have_been_sent() {
     bounded(async {
         let setup = Setup::start().await;
         let client = setup.client(LONG_TIMEOUT);
-        search_ok(&client).await;
+        setup.search_ok(&client).await;
 
         // Hold the answer in the proxy, then reset the connection while the call waits.
         setup.proxy.latency(
@@ -223,10 +234,7 @@ async fn reset_during_a_call_is_a_connect_error_that_may_have_been_sent() {
             Duration::ZERO,
         );
         let before = setup.proxy.stats().downstream.received;
-        let call = tokio::spawn({
-            let client = client.clone();
-            async move { search(&client).await }
-        });
+        let call = tokio::spawn(client.clone().oneshot(setup.search_request()));
         while setup.proxy.stats().downstream.received == before {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -238,7 +246,7 @@ async fn reset_during_a_call_is_a_connect_error_that_may_have_been_sent() {
 
         // The channel reconnects by itself on the next call.
         setup.proxy.clear();
-        assert_eq!(search_ok(&client).await, 1);
+        assert_eq!(setup.search_ok(&client).await, 1);
     })
     .await;
 }
@@ -248,11 +256,11 @@ async fn reset_after_n_bytes_of_a_request_is_a_connect_error_that_may_have_been_
     bounded(async {
         let setup = Setup::start().await;
         let client = setup.client(LONG_TIMEOUT);
-        search_ok(&client).await;
+        setup.search_ok(&client).await;
 
         // 20 bytes: the request's HEADERS frame is cut short.
         setup.proxy.reset_after(Direction::Upstream, 20);
-        let error = search_err(&client).await;
+        let error = setup.search_err(&client).await;
         assert_eq!(error.kind(), ErrorKind::Connect, "{error}");
         assert!(error.maybe_sent(), "{error}");
         assert_eq!(setup.proxy.stats().reset, 1);
@@ -266,7 +274,7 @@ async fn reset_of_a_new_connection_after_the_preface_is_a_connect_error_that_may
         let setup = Setup::start().await;
         // Each connection is reset once the 24-byte HTTP/2 client preface has passed.
         setup.proxy.reset_after(Direction::Upstream, 24);
-        let error = search_err(&setup.client(LONG_TIMEOUT)).await;
+        let error = setup.search_err(&setup.client(LONG_TIMEOUT)).await;
         assert_eq!(
             setup.proxy.stats().upstream.forwarded,
             24,
@@ -286,19 +294,19 @@ async fn refused_connection_is_a_connect_error_never_sent() {
     bounded(async {
         let setup = Setup::start().await;
         let connected = setup.client(LONG_TIMEOUT);
-        search_ok(&connected).await;
+        setup.search_ok(&connected).await;
         let client = setup.client(LONG_TIMEOUT);
         setup.proxy.refuse(true).await.unwrap();
 
-        let error = search_err(&client).await;
+        let error = setup.search_err(&client).await;
         assert_eq!(error.kind(), ErrorKind::Connect, "{error}");
         assert!(!error.maybe_sent(), "refused means never sent: {error}");
         // Refusing does not touch open connections: a client already connected goes on.
-        assert_eq!(search_ok(&connected).await, 1);
+        assert_eq!(setup.search_ok(&connected).await, 1);
 
         // Accepting again, the same client recovers without being rebuilt.
         setup.proxy.refuse(false).await.unwrap();
-        assert_eq!(search_ok(&client).await, 1);
+        assert_eq!(setup.search_ok(&client).await, 1);
     })
     .await;
 }
@@ -308,12 +316,12 @@ async fn blackhole_ends_in_the_client_request_timeout() {
     bounded(async {
         let setup = Setup::start().await;
         let client = setup.client(REQUEST_TIMEOUT);
-        search_ok(&client).await;
+        setup.search_ok(&client).await;
 
         setup.proxy.blackhole(Direction::Both, true);
         let forwarded = setup.proxy.stats().upstream.forwarded;
         let started = Instant::now();
-        let error = search_err(&client).await;
+        let error = setup.search_err(&client).await;
         assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
         assert!(error.maybe_sent(), "{error}");
         assert!(
@@ -339,11 +347,11 @@ async fn close_after_n_bytes_of_a_response_is_a_connect_error_that_may_have_been
     bounded(async {
         let setup = Setup::start().await;
         let client = setup.client(LONG_TIMEOUT);
-        search_ok(&client).await;
+        setup.search_ok(&client).await;
 
         // 5 bytes: the response's first frame header is cut short, then the connection closes.
         setup.proxy.close_after(Direction::Downstream, 5);
-        let error = search_err(&client).await;
+        let error = setup.search_err(&client).await;
         assert_eq!(error.kind(), ErrorKind::Connect, "{error}");
         assert!(error.maybe_sent(), "{error}");
         assert_eq!(setup.proxy.stats().reset, 0, "a FIN, not a reset");
@@ -356,14 +364,14 @@ async fn latency_under_the_timeout_slows_calls_and_over_it_times_them_out() {
     bounded(async {
         let setup = Setup::start().await;
         let client = setup.client(REQUEST_TIMEOUT);
-        search_ok(&client).await;
+        setup.search_ok(&client).await;
 
         let latency = Duration::from_millis(100);
         setup
             .proxy
             .latency(Direction::Downstream, latency, Duration::ZERO);
         let started = Instant::now();
-        assert_eq!(search_ok(&client).await, 1);
+        assert_eq!(setup.search_ok(&client).await, 1);
         assert!(started.elapsed() >= latency, "{:?}", started.elapsed());
 
         setup.proxy.latency(
@@ -372,7 +380,7 @@ async fn latency_under_the_timeout_slows_calls_and_over_it_times_them_out() {
             Duration::ZERO,
         );
         let started = Instant::now();
-        let error = search_err(&client).await;
+        let error = setup.search_err(&client).await;
         assert!(
             started.elapsed() >= REQUEST_TIMEOUT,
             "{:?}",
@@ -390,7 +398,7 @@ async fn a_large_request_throttled_past_the_request_timeout_is_a_timeout_that_ma
         let setup = Setup::start().await;
         setup.shelf().await;
         let client = setup.client(REQUEST_TIMEOUT);
-        search_ok(&client).await;
+        setup.search_ok(&client).await;
 
         // The server answers only once it has the whole request, which the proxy cannot
         // deliver before the timeout.
@@ -399,7 +407,11 @@ async fn a_large_request_throttled_past_the_request_timeout_is_a_timeout_that_ma
         assert!(floor > 2 * REQUEST_TIMEOUT, "{floor:?}");
         setup.proxy.bandwidth(Direction::Upstream, RATE);
         let started = Instant::now();
-        let error = client.clone().oneshot(fill_shelf()).await.unwrap_err();
+        let error = client
+            .clone()
+            .oneshot(setup.fill_shelf())
+            .await
+            .unwrap_err();
         let took = started.elapsed();
         assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
         assert!(
@@ -420,7 +432,7 @@ async fn a_throttled_large_answer_past_the_request_timeout_is_a_timeout() {
         let setup = Setup::start().await;
         setup.full_shelf().await;
         let client = setup.client(REQUEST_TIMEOUT);
-        search_ok(&client).await;
+        setup.search_ok(&client).await;
 
         // The headers pass in the first slice; the 64 KiB of payload take longer than the
         // timeout.
@@ -429,7 +441,11 @@ async fn a_throttled_large_answer_past_the_request_timeout_is_a_timeout() {
         assert!(floor > REQUEST_TIMEOUT, "{floor:?}");
         setup.proxy.bandwidth(Direction::Downstream, RATE);
         let started = Instant::now();
-        let error = client.clone().oneshot(read_shelf()).await.unwrap_err();
+        let error = client
+            .clone()
+            .oneshot(setup.read_shelf())
+            .await
+            .unwrap_err();
         let took = started.elapsed();
         assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
         assert!(error.maybe_sent());
@@ -448,7 +464,7 @@ async fn a_generous_bandwidth_limit_slows_large_calls_but_lets_them_succeed_with
         let setup = Setup::start().await;
         setup.shelf().await;
         let client = setup.client(REQUEST_TIMEOUT);
-        search_ok(&client).await;
+        setup.search_ok(&client).await;
 
         // 2 MB/s: 64 KiB take some 20 ms each way, far from the timeout, yet measurably paced.
         const RATE: u64 = 2_000_000;
@@ -460,12 +476,12 @@ async fn a_generous_bandwidth_limit_slows_large_calls_but_lets_them_succeed_with
         setup.proxy.bandwidth(Direction::Both, RATE);
 
         let started = Instant::now();
-        let written = client.clone().oneshot(fill_shelf()).await;
+        let written = client.clone().oneshot(setup.fill_shelf()).await;
         assert!(written.is_ok(), "{written:?}");
         assert!(started.elapsed() >= floor, "{:?}", started.elapsed());
 
         let started = Instant::now();
-        match client.clone().oneshot(read_shelf()).await {
+        match client.clone().oneshot(setup.read_shelf()).await {
             Ok(VectorResponse::Scroll(scrolled)) => {
                 assert_eq!(scrolled.result.len(), SHELF_POINTS as usize);
                 assert!(scrolled.result.iter().all(|point| {
@@ -486,17 +502,17 @@ async fn slow_close_holds_back_the_error_of_a_truncated_answer_for_at_least_the_
     bounded(async {
         let setup = Setup::start().await;
         let client = setup.client(LONG_TIMEOUT);
-        search_ok(&client).await;
+        setup.search_ok(&client).await;
 
         // On its own it changes nothing for calls: a live connection sends no FIN to hold.
         let delay = Duration::from_millis(300);
         setup.proxy.slow_close(Direction::Downstream, delay);
-        assert_eq!(search_ok(&client).await, 1);
+        assert_eq!(setup.search_ok(&client).await, 1);
 
         // With a close, the client is left waiting on a truncated frame until the FIN comes.
         setup.proxy.close_after(Direction::Downstream, 5);
         let started = Instant::now();
-        let error = search_err(&client).await;
+        let error = setup.search_err(&client).await;
         let took = started.elapsed();
         assert_eq!(error.kind(), ErrorKind::Connect, "{error}");
         assert!(error.maybe_sent(), "{error}");
@@ -517,7 +533,7 @@ async fn partial_outage_fails_exactly_the_calls_routed_to_the_seeded_connections
         // Sequential calls: the k-th channel connects on call k, and is the proxy's
         // connection k.
         for _ in 0..CONNECTIONS {
-            assert_eq!(search_ok(&client).await, 1);
+            assert_eq!(setup.search_ok(&client).await, 1);
         }
         let toxics = setup.proxy.toxics();
         let affected: Vec<bool> = (0..CONNECTIONS).map(|n| toxics.affects(n)).collect();
@@ -540,7 +556,7 @@ async fn partial_outage_fails_exactly_the_calls_routed_to_the_seeded_connections
             let mut service = client.clone();
             // Readiness picks the channel; the call is sent on it.
             service.ready().await.expect("a channel is ready");
-            let request = SearchPointsBuilder::new(COLLECTION, vec![0.9, 0.1], 1).into();
+            let request = setup.search_request();
             calls.push(tokio::spawn(service.call(request)));
         }
         let mut failed = Vec::new();
@@ -566,7 +582,7 @@ async fn stats_count_a_pooled_clients_connections_and_the_bytes_both_ways() {
         assert_eq!(setup.proxy.stats(), ProxyStats::default());
         let client = setup.pooled_client(LONG_TIMEOUT, 3);
         for _ in 0..6 {
-            assert_eq!(search_ok(&client).await, 1);
+            assert_eq!(setup.search_ok(&client).await, 1);
         }
 
         let stats = setup.proxy.stats();
