@@ -11,5 +11,6 @@
 
 mod backend;
 mod chaos;
+mod cluster;
 mod faults;
 mod stack;

@@ -279,6 +279,42 @@ mod retry {
     }
 
     #[tokio::test]
+    async fn a_servers_timeout_expired_is_a_timeout_that_retry_retries_and_the_breaker_counts() {
+        let server = TestServer::start().await.unwrap();
+        seed(&server.url()).await;
+        let breaker = breaker();
+        let policy = fast_policy().with_kind(
+            ErrorKind::Timeout,
+            KindPolicy::constant(2, Duration::from_millis(10)),
+        );
+        let mut service = ServiceBuilder::new()
+            .layer(RetryLayer::new(policy).unwrap())
+            .layer(breaker.layer())
+            .service(QdrantService::from_url(server.url()).unwrap());
+        // What a tonic server (Qdrant, the testkit) answers when the grpc-timeout it was
+        // sent runs out while the call is still being worked on.
+        server.calls().reset();
+        server.set_faults(
+            FaultRule::new(Fault::status(tonic::Code::Cancelled, "Timeout expired"))
+                .rpc(Rpc::Search),
+        );
+        let error = call(&mut service).await.unwrap_err();
+
+        assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+        assert_eq!(
+            server.calls().count(Rpc::Search, COLLECTION),
+            2,
+            "a timed-out search is retried (the table's 2 attempts)"
+        );
+        assert_eq!(error.attempts(), 2, "{error}");
+        assert_eq!(
+            breaker.snapshot().failures,
+            2,
+            "each timeout counts against the breaker"
+        );
+    }
+
+    #[tokio::test]
     async fn a_write_applied_then_rejected_by_the_breaker_on_retry_still_says_maybe_sent() {
         let server = TestServer::start().await.unwrap();
         seed(&server.url()).await;
