@@ -1,6 +1,6 @@
 //! Quickstart: create a collection, upsert points, search with a filter, print the hits —
-//! through the recommended resilience stack: deadline → retry → health gate → circuit breaker
-//! → attempt timeout → `QdrantService`.
+//! through the ready-made resilience stack (`QdrantStack`: deadline → retry → health gate →
+//! circuit breaker → attempt timeout → `QdrantService`) and its typed client.
 //!
 //! Runs against the Qdrant at `QDRANT_URL` (gRPC port, e.g. `http://localhost:6334`, with
 //! `QDRANT_API_KEY` if it needs one), or, when `QDRANT_URL` is unset, against an embedded
@@ -14,16 +14,9 @@ use qdrant_tower::qdrant::{
     Condition, CreateCollectionBuilder, DeleteCollectionBuilder, Distance, Filter, PointStruct,
     SearchPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
 };
-use std::time::Duration;
-
-use qdrant_tower::layers::breaker::Breaker;
-use qdrant_tower::layers::health::{HealthConfig, HealthGateLayer};
-use qdrant_tower::layers::retry::{RetryLayer, RetryPolicy};
-use qdrant_tower::layers::{AttemptTimeoutLayer, DeadlineLayer};
-use qdrant_tower::{ErrorKind, Payload, QdrantService, VectorError, VectorRequest, VectorResponse};
+use qdrant_tower::{ErrorKind, Payload, Profile, QdrantStack};
 use qdrant_tower_testkit::TestServer;
 use serde_json::json;
-use tower::{ServiceBuilder, ServiceExt};
 
 const COLLECTION: &str = "qdrant_tower_quickstart";
 
@@ -40,37 +33,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("Qdrant at {url}");
 
-    let qdrant = QdrantService::builder()
+    // Every call: 10 s in all, transient failures retried by kind within a budget, rejected at
+    // once while the health check (Qdrant's health RPC every 15 s) or the breaker says Qdrant
+    // is down, each attempt bounded by 5 s; the time left travels to Qdrant with the request.
+    let stack = QdrantStack::builder()
         .endpoint(&url)
         .api_key(std::env::var("QDRANT_API_KEY").ok())
+        .profile(Profile::Production)
         .build()?;
-    // Every call: 10 s in all, transient failures retried by kind within a budget, rejected at
-    // once while the health check (Qdrant's health RPC every 15 s) or the breaker says Qdrant is
-    // down, each attempt bounded by 5 s; the time left travels to Qdrant with the request.
-    let breaker = Breaker::with_defaults("qdrant");
-    let health = qdrant.health_check(HealthConfig::production().with_name("qdrant"))?;
-    health.link_breaker(breaker.clone());
-    let service = ServiceBuilder::new()
-        .layer(DeadlineLayer::new(Duration::from_secs(10)))
-        .layer(RetryLayer::new(RetryPolicy::default())?)
-        .layer(HealthGateLayer::new(health.clone()))
-        .layer(breaker.layer())
-        .layer(AttemptTimeoutLayer::new(Duration::from_secs(5)))
-        .service(qdrant);
-    let call = |request: VectorRequest| service.clone().oneshot(request);
+    let client = stack.client();
 
     // Start from a clean slate: a collection left by an earlier run is dropped.
-    match call(DeleteCollectionBuilder::new(COLLECTION).into()).await {
+    match client
+        .delete_collection(DeleteCollectionBuilder::new(COLLECTION))
+        .await
+    {
         Ok(_) => {}
         Err(error) if error.kind() == ErrorKind::NotFound => {}
         Err(error) => return Err(error.into()),
     }
-    call(
-        CreateCollectionBuilder::new(COLLECTION)
-            .vectors_config(VectorParamsBuilder::new(4, Distance::Cosine))
-            .into(),
-    )
-    .await?;
+    client
+        .create_collection(
+            CreateCollectionBuilder::new(COLLECTION)
+                .vectors_config(VectorParamsBuilder::new(4, Distance::Cosine)),
+        )
+        .await?;
 
     let cities = [
         (1, "Berlin", "DE", [0.9, 0.1, 0.1, 0.0]),
@@ -85,24 +72,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let payload = Payload::try_from(json!({ "city": city, "country": country }))?;
         points.push(PointStruct::new(id, vector.to_vec(), payload));
     }
-    call(
-        UpsertPointsBuilder::new(COLLECTION, points)
-            .wait(true)
-            .into(),
-    )
-    .await?;
+    client
+        .upsert(UpsertPointsBuilder::new(COLLECTION, points).wait(true))
+        .await?;
     println!("upserted {} points into `{COLLECTION}`", cities.len());
 
-    let query = vec![0.9, 0.1, 0.05, 0.05];
-    let search = SearchPointsBuilder::new(COLLECTION, query, 3)
-        .filter(Filter::must([Condition::matches(
-            "country",
-            "DE".to_string(),
-        )]))
-        .with_payload(true);
-    let VectorResponse::Search(found) = call(search.into()).await? else {
-        unreachable!("a search is answered with search results")
-    };
+    let found = client
+        .search(
+            SearchPointsBuilder::new(COLLECTION, vec![0.9, 0.1, 0.05, 0.05], 3)
+                .filter(Filter::must([Condition::matches(
+                    "country",
+                    "DE".to_string(),
+                )]))
+                .with_payload(true),
+        )
+        .await?;
     println!("nearest German cities:");
     for hit in &found.result {
         let city = hit.payload.get("city").and_then(|v| v.as_str());
@@ -111,21 +95,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // An error is typed and names what went wrong.
-    let error: VectorError =
-        call(SearchPointsBuilder::new("no_such_collection", vec![0.0; 4], 1).into())
-            .await
-            .expect_err("the collection does not exist");
+    let error = client
+        .search(SearchPointsBuilder::new(
+            "no_such_collection",
+            vec![0.0; 4],
+            1,
+        ))
+        .await
+        .expect_err("the collection does not exist");
     println!(
         "a search on a missing collection fails as {}: {error}",
         error.kind()
     );
 
-    call(DeleteCollectionBuilder::new(COLLECTION).into()).await?;
+    client
+        .delete_collection(DeleteCollectionBuilder::new(COLLECTION))
+        .await?;
     println!(
         "health: {}, breaker: {:?} after {} calls",
-        health.status(),
-        breaker.state(),
-        breaker.snapshot().calls
+        stack.health().status(),
+        stack.breaker().state(),
+        stack.breaker().snapshot().calls
     );
     Ok(())
 }

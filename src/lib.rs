@@ -8,29 +8,37 @@
 //! - [`client`]: [`VectorRequest`] ([`VectorOp`] and a deadline), [`VectorResponse`],
 //!   [`VectorError`] and [`QdrantService`];
 //! - [`layers`]: the error taxonomy ([`ErrorKind`], [`Classify`]) and the resilience layers,
-//!   generic over any tower service.
-//!
-//! The ready-made stack with profiles, configuration, metrics and an admin API comes in later
-//! releases; today you compose the layers yourself with `tower::ServiceBuilder`.
+//!   generic over any tower service;
+//! - [`QdrantStack`]: the recommended stack (deadline → retry → health gate → circuit breaker
+//!   → attempt timeout → [`QdrantService`]) built from a [`Profile`], with a nameable service
+//!   type ([`StackService`]) and hooks for your own layers;
+//! - [`Client`]: typed calls (qdrant-client's messages in, its typed responses out) over the
+//!   stack or any `Service<VectorRequest>`.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use qdrant_tower::qdrant::SearchPointsBuilder;
-//! use qdrant_tower::{QdrantService, VectorResponse};
-//! use tower::ServiceExt;
+//! use qdrant_tower::QdrantStack;
 //!
-//! let service = QdrantService::from_url("http://localhost:6334")?;
-//! let response = service
-//!     .oneshot(SearchPointsBuilder::new("docs", vec![0.1, 0.2, 0.3], 5).into())
+//! let stack = QdrantStack::builder().endpoint("http://localhost:6334").build()?;
+//! let found = stack
+//!     .client()
+//!     .search(SearchPointsBuilder::new("docs", vec![0.1, 0.2, 0.3], 5))
 //!     .await?;
-//! if let VectorResponse::Search(found) = response {
-//!     println!("{} hits", found.result.len());
-//! }
+//! println!("{} hits", found.result.len());
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Every layer stays usable alone with `tower::ServiceBuilder` (see [`layers`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod stack;
+mod typed;
+
+pub use stack::{Profile, QdrantStack, QdrantStackBuilder, StackError, StackService};
+pub use typed::Client;
 
 pub use qdrant_tower_client as client;
 pub use qdrant_tower_layers as layers;

@@ -13,4 +13,5 @@ mod backend;
 mod chaos;
 mod cluster;
 mod faults;
+mod front_door;
 mod stack;

@@ -257,6 +257,29 @@ impl From<AttemptTimedOut> for VectorError {
     }
 }
 
+/// A boxed error — what `tower::buffer::Buffer` and other type-erasing middleware return — as
+/// a `VectorError`: the `VectorError` inside if it is one, else classified by its source chain
+/// (as `Classify for BoxError` does: a breaker's or health gate's rejection, a timeout, or
+/// [`ErrorKind::Internal`]). So a stack behind a `Buffer` can still answer `VectorError`s
+/// (`buffered.map_err(VectorError::from)`), and [`Client`](../qdrant_tower/struct.Client.html)
+/// takes it as it is.
+impl From<BoxError> for VectorError {
+    fn from(error: BoxError) -> Self {
+        match error.downcast::<VectorError>() {
+            Ok(error) => *error,
+            Err(other) => {
+                let kind = Classify::kind(&other);
+                let retry_after = Classify::retry_after(&other);
+                let maybe_sent = Classify::maybe_sent(&other);
+                VectorError::new(kind, "", other.to_string())
+                    .with_retry_after(retry_after)
+                    .with_maybe_sent(maybe_sent)
+                    .with_source(other)
+            }
+        }
+    }
+}
+
 impl Classify for VectorError {
     fn kind(&self) -> ErrorKind {
         self.0.kind
@@ -724,6 +747,31 @@ mod tests {
             "{error}"
         );
         assert!(format!("{error:?}").contains("attempts: 3"), "{error:?}");
+    }
+
+    #[test]
+    fn a_boxed_error_gives_back_the_vector_error_inside_or_is_classified() {
+        let inner = VectorError::new(ErrorKind::NotFound, "search", "no such collection");
+        let boxed: BoxError = Box::new(inner);
+        let error = VectorError::from(boxed);
+        assert_eq!(
+            (error.kind(), error.operation()),
+            (ErrorKind::NotFound, "search")
+        );
+
+        let open: BoxError = Box::new(CircuitOpen {
+            name: "qdrant".into(),
+            retry_in: Some(Duration::from_secs(3)),
+        });
+        let error = VectorError::from(open);
+        assert_eq!(error.kind(), ErrorKind::CircuitOpen);
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(3)));
+        assert!(!error.maybe_sent());
+
+        let unknown: BoxError = "the buffer's worker is gone".into();
+        let error = VectorError::from(unknown);
+        assert_eq!(error.kind(), ErrorKind::Internal);
+        assert!(error.to_string().contains("worker is gone"), "{error}");
     }
 
     #[test]

@@ -1,0 +1,294 @@
+//! [`Client`]: typed calls over any `Service<VectorRequest>` — the ready stack, a stack of your
+//! own, or a bare [`QdrantService`](crate::QdrantService).
+
+use std::fmt;
+use std::time::Duration;
+
+use futures_util::stream::{self, Stream};
+use tokio::time::Instant;
+use tower::{Service, ServiceExt};
+
+use qdrant_tower_client::qdrant::{
+    ClearPayloadPoints, CollectionExistsRequest, CollectionOperationResponse, CountPoints,
+    CountResponse, CreateCollection, CreateFieldIndexCollection, DeleteCollection,
+    DeletePayloadPoints, DeletePoints, FacetCounts, FacetResponse, GetCollectionInfoRequest,
+    GetCollectionInfoResponse, GetPoints, GetResponse, HealthCheckReply, HealthCheckRequest,
+    ListCollectionsRequest, ListCollectionsResponse, PointId, PointsOperationResponse,
+    QueryBatchPoints, QueryBatchResponse, QueryGroupsResponse, QueryPointGroups, QueryPoints,
+    QueryResponse, RetrievedPoint, ScrollPoints, ScrollResponse, SearchBatchPoints,
+    SearchBatchResponse, SearchPoints, SearchResponse, SetPayloadPoints, UpdateBatchPoints,
+    UpdateBatchResponse, UpdateCollection, UpsertPoints,
+};
+use qdrant_tower_client::{
+    ChunkOptions, ChunkedUpsert, VectorError, VectorOp, VectorRequest, VectorResponse,
+};
+use qdrant_tower_layers::{ErrorKind, RequestInfo};
+
+/// Typed calls to Qdrant over any service that answers [`VectorRequest`]s: each method takes
+/// qdrant-client's message (or its builder) and returns qdrant-client's typed response, or a
+/// [`VectorError`]. The service's error may be any type that converts into one (a `Buffer`'s
+/// `BoxError` does).
+///
+/// It adds nothing to a call but the type: resilience is the service's. Give it the ready
+/// stack ([`QdrantStack::client`](crate::QdrantStack::client)), your own stack, or a bare
+/// [`QdrantService`](crate::QdrantService). Cloning is as cheap as cloning the service.
+///
+/// ```no_run
+/// use qdrant_tower::qdrant::{Condition, Filter, SearchPointsBuilder};
+/// use qdrant_tower::{Client, QdrantService};
+///
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = Client::new(QdrantService::from_url("http://localhost:6334")?);
+/// let found = client
+///     .search(
+///         SearchPointsBuilder::new("docs", vec![0.1, 0.2, 0.3, 0.4], 5)
+///             .filter(Filter::must([Condition::matches("lang", "en".to_string())])),
+///     )
+///     .await?;
+/// println!("{} hits", found.result.len());
+/// # Ok(()) }
+/// ```
+///
+/// # Deadlines
+/// A call carries the deadline of its request ([`VectorRequest::with_timeout`] through
+/// [`Client::call`]) or, with [`Client::with_timeout`], `now + timeout` taken when the call
+/// starts; otherwise the service's own (the ready stack's deadline layer) applies.
+#[derive(Clone)]
+pub struct Client<S> {
+    service: S,
+    timeout: Option<Duration>,
+}
+
+impl<S> Client<S> {
+    /// A client over `service`.
+    pub const fn new(service: S) -> Self {
+        Client {
+            service,
+            timeout: None,
+        }
+    }
+
+    /// The same client, each of whose calls must end within `timeout` of its start (a
+    /// per-call deadline; the service's layers and Qdrant are told of it). Calls through the
+    /// original client are not affected.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use qdrant_tower::{Client, QdrantService};
+    /// # use qdrant_tower::qdrant::CountPointsBuilder;
+    /// # async fn example(client: Client<QdrantService>) -> Result<(), qdrant_tower::VectorError> {
+    /// let quick = client.with_timeout(Duration::from_millis(200));
+    /// let counted = quick.count(CountPointsBuilder::new("docs")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_timeout(&self, timeout: Duration) -> Self
+    where
+        S: Clone,
+    {
+        Client {
+            service: self.service.clone(),
+            timeout: Some(timeout),
+        }
+    }
+
+    /// The service below.
+    pub fn service(&self) -> &S {
+        &self.service
+    }
+
+    /// The service below, taken out of the client.
+    pub fn into_service(self) -> S {
+        self.service
+    }
+}
+
+impl<S> fmt::Debug for Client<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One typed method per row: name, message type, `VectorOp` variant (and so the
+/// `VectorResponse` variant), response type, doc line.
+macro_rules! typed_calls {
+    ($( $(#[$doc:meta])* $method:ident($message:ty) => $variant:ident -> $response:ty $(, $unbox:ident)?; )*) => {
+        impl<S> Client<S>
+        where
+            S: Service<VectorRequest, Response = VectorResponse> + Clone,
+            S::Error: Into<VectorError>,
+        {
+            $(
+                $(#[$doc])*
+                pub async fn $method(
+                    &self,
+                    request: impl Into<$message>,
+                ) -> Result<$response, VectorError> {
+                    let op = VectorOp::$variant(request.into());
+                    match self.call(VectorRequest::new(op)).await? {
+                        VectorResponse::$variant(response) => Ok(typed_calls!(@take response $($unbox)?)),
+                        other => Err(mismatched(stringify!($variant), &other)),
+                    }
+                }
+            )*
+        }
+    };
+    (@take $response:ident) => { $response };
+    (@take $response:ident unboxed) => { *$response };
+}
+
+typed_calls! {
+    /// Nearest-neighbour search (`SearchPointsBuilder`).
+    search(SearchPoints) => Search -> SearchResponse;
+    /// Several searches in one call (`SearchBatchPointsBuilder`).
+    search_batch(SearchBatchPoints) => SearchBatch -> SearchBatchResponse;
+    /// The universal query: nearest, recommend, discover, fusion, order-by… (`QueryPointsBuilder`).
+    query(QueryPoints) => Query -> QueryResponse;
+    /// Several queries in one call (`QueryBatchPointsBuilder`).
+    query_batch(QueryBatchPoints) => QueryBatch -> QueryBatchResponse;
+    /// A query grouped by a payload field (`QueryPointGroupsBuilder`).
+    query_groups(QueryPointGroups) => QueryGroups -> QueryGroupsResponse;
+    /// Insert or replace points (`UpsertPointsBuilder`). For many points, see
+    /// [`Client::upsert_chunked`].
+    upsert(UpsertPoints) => Upsert -> PointsOperationResponse;
+    /// Delete points by ids or filter (`DeletePointsBuilder`).
+    delete(DeletePoints) => Delete -> PointsOperationResponse;
+    /// Retrieve points by id (`GetPointsBuilder`).
+    get(GetPoints) => Get -> GetResponse;
+    /// One page of points (`ScrollPointsBuilder`); [`Client::scroll_all`] pages for you.
+    scroll(ScrollPoints) => Scroll -> ScrollResponse;
+    /// Count points, exactly or approximately (`CountPointsBuilder`).
+    count(CountPoints) => Count -> CountResponse;
+    /// Merge payload keys into points (`SetPayloadPointsBuilder`).
+    set_payload(SetPayloadPoints) => SetPayload -> PointsOperationResponse;
+    /// Delete payload keys of points (`DeletePayloadPointsBuilder`).
+    delete_payload(DeletePayloadPoints) => DeletePayload -> PointsOperationResponse;
+    /// Remove the whole payload of points (`ClearPayloadPointsBuilder`).
+    clear_payload(ClearPayloadPoints) => ClearPayload -> PointsOperationResponse;
+    /// Several point operations in one call (`UpdateBatchPointsBuilder`).
+    update_batch(UpdateBatchPoints) => UpdateBatch -> UpdateBatchResponse;
+    /// Count points per value of a payload field (`FacetCountsBuilder`).
+    facet(FacetCounts) => Facet -> FacetResponse;
+    /// Create a payload index (`CreateFieldIndexCollectionBuilder`).
+    create_field_index(CreateFieldIndexCollection) => CreateFieldIndex -> PointsOperationResponse;
+    /// Create a collection (`CreateCollectionBuilder`).
+    create_collection(CreateCollection) => CreateCollection -> CollectionOperationResponse;
+    /// Change a collection's parameters (`UpdateCollectionBuilder`).
+    update_collection(UpdateCollection) => UpdateCollection -> CollectionOperationResponse;
+    /// Delete a collection (`DeleteCollectionBuilder`).
+    delete_collection(DeleteCollection) => DeleteCollection -> CollectionOperationResponse;
+    /// A collection's status, counts, configuration and payload schema
+    /// (`GetCollectionInfoRequest`).
+    collection_info(GetCollectionInfoRequest) => GetCollection -> GetCollectionInfoResponse, unboxed;
+    /// Whether a collection (or alias) exists (`CollectionExistsRequest`).
+    collection_exists(CollectionExistsRequest) => CollectionExists -> qdrant_tower_client::qdrant::CollectionExistsResponse;
+    /// Every collection's name (`ListCollectionsRequest`).
+    list_collections(ListCollectionsRequest) => ListCollections -> ListCollectionsResponse;
+    /// Qdrant's health check: title, version, commit (`HealthCheckRequest`).
+    health_check(HealthCheckRequest) => HealthCheck -> HealthCheckReply;
+}
+
+impl<S> Client<S>
+where
+    S: Service<VectorRequest, Response = VectorResponse> + Clone,
+    S::Error: Into<VectorError>,
+{
+    /// Sends any request through the service: the escape hatch for the operations without a
+    /// typed method (recommend, discover, snapshots, aliases…), and for a request that carries
+    /// its own deadline.
+    pub async fn call(
+        &self,
+        request: impl Into<VectorRequest>,
+    ) -> Result<VectorResponse, VectorError> {
+        let mut request = request.into();
+        if let Some(timeout) = self.timeout {
+            let deadline = Instant::now() + timeout;
+            if request.deadline().is_none_or(|own| deadline < own) {
+                request = request.with_deadline(deadline);
+            }
+        }
+        self.service
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(Into::into)
+    }
+
+    /// Every point a scroll selects, page after page (following `next_page_offset`), as a
+    /// stream. Each page is one call through the service, with its own deadline; the stream
+    /// ends after the last page, or with the first error.
+    ///
+    /// ```no_run
+    /// use futures_util::TryStreamExt;
+    /// # use qdrant_tower::{Client, QdrantService};
+    /// # use qdrant_tower::qdrant::ScrollPointsBuilder;
+    /// # async fn example(client: Client<QdrantService>) -> Result<(), qdrant_tower::VectorError> {
+    /// let points: Vec<_> = client
+    ///     .scroll_all(ScrollPointsBuilder::new("docs").limit(100).with_payload(true))
+    ///     .try_collect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn scroll_all<R: Into<ScrollPoints>>(
+        &self,
+        request: R,
+    ) -> impl Stream<Item = Result<RetrievedPoint, VectorError>> + use<S, R> {
+        struct Pages<S> {
+            client: Client<S>,
+            request: Option<ScrollPoints>,
+            page: std::vec::IntoIter<RetrievedPoint>,
+        }
+        let pages = Pages {
+            client: self.clone(),
+            request: Some(request.into()),
+            page: Vec::new().into_iter(),
+        };
+        stream::try_unfold(pages, |mut pages| async move {
+            loop {
+                if let Some(point) = pages.page.next() {
+                    return Ok(Some((point, pages)));
+                }
+                let Some(request) = pages.request.take() else {
+                    return Ok(None);
+                };
+                let next = request.clone();
+                let answer = pages.client.scroll(request).await?;
+                pages.request = next_page(next, answer.next_page_offset);
+                pages.page = answer.result.into_iter();
+            }
+        })
+    }
+
+    /// A large upsert as chunks sent with bounded concurrency through the service
+    /// ([`upsert_chunked`](crate::upsert_chunked)): each chunk is reported as acknowledged or
+    /// failed with its own request and error, so nothing is lost silently.
+    pub async fn upsert_chunked(
+        &self,
+        request: impl Into<UpsertPoints>,
+        options: ChunkOptions,
+    ) -> ChunkedUpsert<VectorError> {
+        let service = self
+            .service
+            .clone()
+            .map_err(Into::into as fn(S::Error) -> VectorError);
+        crate::upsert_chunked(service, request.into(), options).await
+    }
+}
+
+/// The scroll request for the page after one that answered `offset`.
+fn next_page(mut request: ScrollPoints, offset: Option<PointId>) -> Option<ScrollPoints> {
+    request.offset = Some(offset?);
+    Some(request)
+}
+
+fn mismatched(expected: &'static str, got: &VectorResponse) -> VectorError {
+    VectorError::new(
+        ErrorKind::Internal,
+        got.operation(),
+        format!(
+            "the service answered a {expected} request with a {} response",
+            got.operation()
+        ),
+    )
+}
