@@ -3,7 +3,7 @@
 //! `EdgeShard` → `CollectionInfo` conversions.
 //!
 //! The cluster RPCs answer as a single-node Qdrant (cluster mode off) does: one local shard,
-//! no shard keys, and `UNIMPLEMENTED` "Qdrant is running in standalone mode" for changes.
+//! no shard keys, and `INVALID_ARGUMENT` "Bad request: Distributed mode disabled" for changes.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -237,7 +237,7 @@ impl Collections for QdrantApi {
         if request.into_inner().operation.is_none() {
             return Err(Status::invalid_argument("empty operation"));
         }
-        Err(StorageError::standalone_mode().into())
+        Err(StorageError::distributed_mode_disabled().into())
     }
 
     async fn create_shard_key(
@@ -248,7 +248,7 @@ impl Collections for QdrantApi {
             return Err(Status::invalid_argument("empty request"));
         };
         check_shard_key(request.shard_key)?;
-        Err(StorageError::standalone_mode().into())
+        Err(StorageError::distributed_mode_disabled().into())
     }
 
     async fn delete_shard_key(
@@ -259,7 +259,7 @@ impl Collections for QdrantApi {
             return Err(Status::invalid_argument("empty request"));
         };
         check_shard_key(request.shard_key)?;
-        Err(StorageError::standalone_mode().into())
+        Err(StorageError::distributed_mode_disabled().into())
     }
 
     async fn list_shard_keys(
@@ -276,7 +276,7 @@ impl Collections for QdrantApi {
     }
 }
 
-/// Qdrant's conversion of a shard key request, which runs before the standalone check.
+/// Qdrant's conversion of a shard key request, which runs before the cluster-mode check.
 fn check_shard_key(key: Option<pb::ShardKey>) -> Result<(), Status> {
     match key.and_then(|key| key.key) {
         Some(_) => Ok(()),

@@ -32,9 +32,10 @@ pub(crate) enum StorageError {
     /// The testkit does not implement this part of the API.
     #[error("{description}")]
     Unimplemented { description: String },
-    /// The operation needs a cluster; like a single-node Qdrant, the testkit has none.
-    #[error("{description}")]
-    StandaloneMode { description: String },
+    /// The request cannot be served in this server's state: a cluster operation on a single
+    /// node (Qdrant's `BadRequest`).
+    #[error("Bad request: {description}")]
+    BadRequest { description: String },
 }
 
 impl StorageError {
@@ -62,10 +63,11 @@ impl StorageError {
         }
     }
 
-    /// Qdrant's answer to a cluster operation when cluster mode is off.
-    pub(crate) fn standalone_mode() -> Self {
-        Self::StandaloneMode {
-            description: "Qdrant is running in standalone mode".to_owned(),
+    /// Qdrant's answer to a cluster change or a shard-key change when cluster mode is off
+    /// (`do_update_collection_cluster`), checked before the collection is looked up.
+    pub(crate) fn distributed_mode_disabled() -> Self {
+        Self::BadRequest {
+            description: "Distributed mode disabled".to_owned(),
         }
     }
 

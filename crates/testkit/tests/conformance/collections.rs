@@ -746,7 +746,8 @@ async fn cluster_changes_and_shard_keys_answer_as_a_standalone_qdrant() {
     let target = Target::new().await;
     let name = target.create_plain("standalone", 4, Distance::Dot).await;
     let mut collections = target.collections();
-    const STANDALONE: &str = "Qdrant is running in standalone mode";
+    // Checked before the collection is looked up (`do_update_collection_cluster`).
+    const STANDALONE: &str = "Bad request: Distributed mode disabled";
 
     let keys = collections
         .list_shard_keys(ListShardKeysRequest {
@@ -771,7 +772,7 @@ async fn cluster_changes_and_shard_keys_answer_as_a_standalone_qdrant() {
                 timeout: None,
             })
             .await,
-        Code::Unimplemented,
+        Code::InvalidArgument,
         STANDALONE,
     );
     assert_status(
@@ -784,7 +785,7 @@ async fn cluster_changes_and_shard_keys_answer_as_a_standalone_qdrant() {
                 timeout: None,
             })
             .await,
-        Code::Unimplemented,
+        Code::InvalidArgument,
         STANDALONE,
     );
     assert_status(
@@ -811,7 +812,7 @@ async fn cluster_changes_and_shard_keys_answer_as_a_standalone_qdrant() {
                 })),
             })
             .await,
-        Code::Unimplemented,
+        Code::InvalidArgument,
         STANDALONE,
     );
     assert_status(
@@ -824,6 +825,23 @@ async fn cluster_changes_and_shard_keys_answer_as_a_standalone_qdrant() {
             .await,
         Code::InvalidArgument,
         "empty operation",
+    );
+    // Even for a collection that does not exist.
+    assert_status(
+        collections
+            .update_collection_cluster_setup(UpdateCollectionClusterSetupRequest {
+                collection_name: unique("missing"),
+                timeout: None,
+                operation: Some(ClusterOperation::MoveShard(MoveShard {
+                    shard_id: 0,
+                    from_peer_id: 1,
+                    to_peer_id: 2,
+                    ..MoveShard::default()
+                })),
+            })
+            .await,
+        Code::InvalidArgument,
+        STANDALONE,
     );
     target.drop_collection(&name).await;
 }
