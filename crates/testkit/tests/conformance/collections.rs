@@ -31,7 +31,7 @@ use super::*;
 // Helpers
 
 impl Target {
-    fn snapshots(&self) -> SnapshotsClient<Channel> {
+    fn snapshots(&self) -> SnapshotsClient<Conn> {
         SnapshotsClient::new(self.channel.clone())
     }
 
