@@ -179,11 +179,17 @@ impl Points for QdrantApi {
     ) -> Result<Response<pb::PointsOperationResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
+        // Qdrant's order: request validation, the schema, then the collection.
+        Validation::new()
+            .not_empty("field_name", &request.field_name)
+            .finish()?;
+        let field_schema = field_schema(request.field_type, request.field_index_params)?;
+        let field_name = json_path(&request.field_name)?;
         let collection = self.storage().get(&request.collection_name)?;
         let operation =
             UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
-                field_name: json_path(&request.field_name)?,
-                field_schema: field_schema(request.field_type, request.field_index_params)?,
+                field_name,
+                field_schema,
             }));
         let result = apply(&collection, vec![operation], request.wait).await?;
         Ok(operation_response(result, started))
@@ -337,6 +343,9 @@ impl Points for QdrantApi {
     ) -> Result<Response<pb::ScrollResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
+        Validation::new()
+            .min_opt("limit", request.limit.map(u64::from), 1)
+            .finish()?;
         no_shard_keys(request.shard_key_selector.as_ref())?;
         let collection = self.storage().get(&request.collection_name)?;
         let scroll = ScrollRequest {

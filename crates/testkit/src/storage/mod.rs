@@ -483,9 +483,10 @@ impl Collection {
         Ok(())
     }
 
-    /// A new operation id for an update's `UpdateResult`, increasing per collection.
+    /// A new operation id for an update's `UpdateResult`, increasing per collection from 1, as
+    /// a new Qdrant collection's first update is operation 1.
     pub(crate) fn next_operation_id(&self) -> u64 {
-        self.last_operation_id.fetch_add(1, Ordering::Relaxed)
+        self.last_operation_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// The last optimizer failure, if the last run failed.

@@ -52,6 +52,7 @@ use tonic::{Code, Status};
 /// Upper bound of any single RPC, so a hang fails the test instead of stalling the binary.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
+mod everyday;
 mod points;
 
 // ---------------------------------------------------------------------------------------------
