@@ -904,3 +904,133 @@ async fn snapshot_lists_start_empty_and_outlive_their_collection() {
     }
     target.drop_collection(&name).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Values count and min_should: semantics that changed in Qdrant 1.19
+
+/// Whether the server runs Qdrant 1.19 or later, by its health check. Qdrant 1.19 changed
+/// two filter rules (a `values_count` condition sees a missing field as zero values; an empty
+/// `min_should` is no longer dropped); the testkit's engine, qdrant-edge 0.9, follows 1.19+ and
+/// the testkit reports 1.20.
+async fn qdrant_1_19_or_later(target: &Target) -> bool {
+    let version = QdrantClient::new(target.channel.clone())
+        .health_check(HealthCheckRequest {})
+        .await
+        .expect("health check")
+        .into_inner()
+        .version;
+    let mut parts = version.split('.').map(|part| part.parse::<u64>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (1, 19),
+        _ => panic!("server version {version:?} is not major.minor.patch"),
+    }
+}
+
+#[tokio::test]
+async fn values_count_counts_null_and_empty_as_zero_and_a_missing_field_from_1_19() {
+    let target = Target::new().await;
+    let name = target.create_plain("values_count", 2, Distance::Dot).await;
+    let tags = [
+        (1, json!({"tags": ["a", "b"]})),
+        (2, json!({"tags": "a"})),
+        (3, json!({})),
+        (4, json!({"tags": []})),
+        (5, json!({"tags": null})),
+    ];
+    let points = tags
+        .into_iter()
+        .map(|(id, fields)| PointStruct::new(id, vec![1.0, 0.0], payload(fields)))
+        .collect();
+    target.upsert(&name, points).await;
+    let (target, name) = (&target, name.as_str());
+    let ids = |count: ValuesCount| {
+        let filter = field_filter("tags", |c| c.values_count = Some(count));
+        async move {
+            let page = target
+                .scroll_page(ScrollPointsBuilder::new(name).filter(filter).limit(10))
+                .await;
+            ids_of(&page.result)
+        }
+    };
+    let count = |lt: Option<u64>, gte: Option<u64>| ValuesCount {
+        lt,
+        gte,
+        ..ValuesCount::default()
+    };
+    // Point 3 has no `tags` at all: up to 1.18 no count matches it, not even "fewer than
+    // one"; from 1.19 it has zero values.
+    let missing = if qdrant_1_19_or_later(target).await {
+        vec![json!(3)]
+    } else {
+        vec![]
+    };
+    let with_missing = |mut ids: Vec<Json>| {
+        ids.extend(missing.clone());
+        ids.sort_by_key(|id| id.as_u64());
+        ids
+    };
+    assert_eq!(
+        ids(count(Some(1), None)).await,
+        with_missing(vec![json!(4), json!(5)])
+    );
+    assert_eq!(
+        ids(count(Some(2), None)).await,
+        with_missing(vec![json!(2), json!(4), json!(5)])
+    );
+    assert_eq!(
+        ids(count(None, Some(0))).await,
+        with_missing(vec![json!(1), json!(2), json!(4), json!(5)])
+    );
+    assert_eq!(ids(count(None, Some(2))).await, vec![json!(1)]);
+    target.drop_collection(name).await;
+}
+
+#[tokio::test]
+async fn min_should_asks_for_at_least_min_count_of_its_conditions() {
+    let target = Target::new().await;
+    let name = target.create_plain("min_should", 2, Distance::Dot).await;
+    target
+        .upsert(
+            &name,
+            (1..=3)
+                .map(|id| PointStruct::new(id, vec![1.0, 0.0], Payload::new()))
+                .collect(),
+        )
+        .await;
+    let min_should = |conditions: Vec<Condition>, min_count: u64| Filter {
+        min_should: Some(qdrant_client::qdrant::MinShould {
+            conditions,
+            min_count,
+        }),
+        ..Filter::default()
+    };
+    let two_of = vec![
+        Condition::has_id([PointId::from(1), PointId::from(2)]),
+        Condition::has_id([PointId::from(2), PointId::from(3)]),
+    ];
+    assert_eq!(
+        target
+            .count(&name, Some(min_should(two_of.clone(), 1)))
+            .await,
+        3
+    );
+    assert_eq!(
+        target
+            .count(&name, Some(min_should(two_of.clone(), 2)))
+            .await,
+        1
+    );
+    assert_eq!(target.count(&name, Some(min_should(two_of, 3))).await, 0);
+    // Without conditions: up to 1.18 the clause is dropped (every point matches); from 1.19
+    // no point has one condition to match.
+    let expected = if qdrant_1_19_or_later(&target).await {
+        0
+    } else {
+        3
+    };
+    assert_eq!(
+        target.count(&name, Some(min_should(vec![], 1))).await,
+        expected
+    );
+    target.drop_collection(&name).await;
+}
