@@ -223,7 +223,11 @@ impl Collections for QdrantApi {
         request: Request<pb::CollectionExistsRequest>,
     ) -> Result<Response<pb::CollectionExistsResponse>, Status> {
         let started = Instant::now();
-        let exists = self.storage().exists(&request.into_inner().collection_name);
+        let name = request.into_inner().collection_name;
+        if name.is_empty() || name.chars().count() > 255 {
+            return Err(StorageError::collection_name_length(&name).into());
+        }
+        let exists = self.storage().exists(&name);
         Ok(Response::new(pb::CollectionExistsResponse {
             result: Some(pb::CollectionExists { exists }),
             time: started.elapsed().as_secs_f64(),
@@ -284,18 +288,16 @@ fn check_shard_key(key: Option<pb::ShardKey>) -> Result<(), Status> {
     }
 }
 
-/// Qdrant's collection name rule: 1 to 255 characters, none of them reserved by file systems.
+/// Qdrant's collection name rule (`common::validation::validate_collection_name`): 1 to 255
+/// characters, none of them reserved by file systems.
 fn validate_collection_name(name: &str) -> Result<(), StorageError> {
-    const FORBIDDEN: &[char] = &['<', '>', ':', '"', '/', '\\', '|', '?', '*', '\0', '\u{1F}'];
+    const FORBIDDEN: [char; 11] = ['<', '>', ':', '"', '/', '\\', '|', '?', '*', '\0', '\u{1F}'];
     if name.is_empty() || name.chars().count() > 255 {
-        return Err(StorageError::invalid_argument(format!(
-            "Validation error in body: [collection_name: length must be between 1 and 255, got {}]",
-            name.chars().count()
-        )));
+        return Err(StorageError::collection_name_length(name));
     }
-    if let Some(bad) = name.chars().find(|c| FORBIDDEN.contains(c)) {
-        return Err(StorageError::bad_input(format!(
-            "Collection name `{name}` contains invalid character {bad:?}"
+    if let Some(bad) = FORBIDDEN.into_iter().find(|c| name.contains(*c)) {
+        return Err(StorageError::invalid_argument(format!(
+            "Validation error in body: [collection_name: collection name cannot contain \"{bad}\" char]"
         )));
     }
     Ok(())
@@ -545,11 +547,17 @@ fn edge_config(
         .and_then(|c| c.config.as_ref())
     {
         Some(pb::vectors_config::Config::Params(params)) => {
-            vectors.insert(String::new(), vector_params(params, &hnsw)?);
+            vectors.insert(
+                String::new(),
+                vector_params(params, &hnsw, "vectors_config.config")?,
+            );
         }
         Some(pb::vectors_config::Config::ParamsMap(map)) => {
             for (name, params) in &map.map {
-                vectors.insert(name.clone(), vector_params(params, &hnsw)?);
+                vectors.insert(
+                    name.clone(),
+                    vector_params(params, &hnsw, "vectors_config.params")?,
+                );
             }
         }
         None => {}
@@ -622,13 +630,15 @@ fn edge_config(
 }
 
 #[allow(deprecated)]
+/// `path` is where Qdrant's request validation says the parameters are.
 fn vector_params(
     params: &pb::VectorParams,
     global_hnsw: &HnswIndexConfig,
+    path: &str,
 ) -> Result<EdgeVectorParams, StorageError> {
     if !(1..=65536).contains(&params.size) {
         return Err(StorageError::invalid_argument(format!(
-            "Validation error in body: [vectors_config.params.size: value {} invalid, must be from 1 to 65536]",
+            "Validation error in body: [{path}.size: value {} invalid, must be from 1 to 65536]",
             params.size
         )));
     }
@@ -886,7 +896,10 @@ fn collection_config(config: &EdgeConfig, settings: CollectionSettings) -> pb::C
             &global_hnsw,
         )))
     } else if config.vectors.is_empty() {
-        None
+        // Qdrant reports a collection without dense vectors with an empty map.
+        Some(pb::vectors_config::Config::ParamsMap(pb::VectorParamsMap {
+            map: HashMap::new(),
+        }))
     } else {
         Some(pb::vectors_config::Config::ParamsMap(pb::VectorParamsMap {
             map: config

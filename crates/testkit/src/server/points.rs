@@ -56,6 +56,10 @@ impl Points for QdrantApi {
         let request = request.into_inner();
         no_shard_keys(request.shard_key_selector.as_ref())?;
         let collection = self.storage().get(&request.collection_name)?;
+        if request.points.is_empty() {
+            // Qdrant splits the points by shard and finds no update to run.
+            return Err(StorageError::bad_request("Empty update request").into());
+        }
         let operation = upsert_operation(
             &collection.shard().config(),
             request.points,
@@ -348,6 +352,13 @@ impl Points for QdrantApi {
             .finish()?;
         no_shard_keys(request.shard_key_selector.as_ref())?;
         let collection = self.storage().get(&request.collection_name)?;
+        if request.offset.is_some() && request.order_by.is_some() {
+            // Qdrant's wording (`LocalShard::scroll_by`); the engine words it otherwise.
+            return Err(StorageError::bad_input(
+                "Cannot use an `offset` when using `order_by`. The alternative for paging is to use `order_by.start_from` and a filter to exclude the IDs that you've already seen for the `order_by.start_from` value",
+            )
+            .into());
+        }
         let scroll = ScrollRequest {
             offset: request.offset.map(point_id).transpose()?,
             limit: Some(request.limit.map_or(DEFAULT_LIMIT, |l| l as usize)),
@@ -968,13 +979,24 @@ enum Selection {
     Filter(Filter),
 }
 
-fn selection(selector: Option<pb::PointsSelector>) -> Result<Selection, StorageError> {
+/// What Qdrant answers when an update has no `points_selector`: `delete` and `clear_payload`
+/// say one thing, the payload and vector updates (`extract_points_selector`) another.
+const SELECTOR_MISSING: &str = "PointSelector is missing";
+const SELECTOR_EXPECTED: &str = "points_selector is expected";
+
+fn selection(
+    selector: Option<pb::PointsSelector>,
+    missing: &str,
+) -> Result<Selection, StorageError> {
     use pb::points_selector::PointsSelectorOneOf as S;
-    match selector.and_then(|s| s.points_selector_one_of) {
+    let Some(selector) = selector else {
+        return Err(StorageError::invalid_argument(missing));
+    };
+    match selector.points_selector_one_of {
         Some(S::Points(list)) => point_ids(list.ids).map(Selection::Ids),
         Some(S::Filter(filter)) => filter_from_pb(filter).map(Selection::Filter),
         None => Err(StorageError::invalid_argument(
-            "Either a list of point ids or a filter must be provided",
+            "Malformed PointsSelector type",
         )),
     }
 }
@@ -1030,7 +1052,7 @@ fn upsert_operation(
 }
 
 fn delete_operation(selector: Option<pb::PointsSelector>) -> Result<UpdateOperation, StorageError> {
-    let operation = match selection(selector)? {
+    let operation = match selection(selector, SELECTOR_MISSING)? {
         Selection::Ids(ids) => PointOperations::DeletePoints { ids },
         Selection::Filter(filter) => PointOperations::DeletePointsByFilter(filter),
     };
@@ -1073,7 +1095,7 @@ fn delete_vectors_operation(
         .map(|v| v.names)
         .filter(|names| !names.is_empty())
         .ok_or_else(|| StorageError::invalid_argument("Vector names to delete are missing"))?;
-    let operation = match selection(selector)? {
+    let operation = match selection(selector, SELECTOR_EXPECTED)? {
         Selection::Ids(ids) => VectorOperations::DeleteVectors(PointIdsList::from(ids), names),
         Selection::Filter(filter) => VectorOperations::DeleteVectorsByFilter(filter, names),
     };
@@ -1086,7 +1108,7 @@ fn set_payload_operation(
     key: Option<String>,
     overwrite: bool,
 ) -> Result<UpdateOperation, StorageError> {
-    let (points, filter) = match selection(selector)? {
+    let (points, filter) = match selection(selector, SELECTOR_EXPECTED)? {
         Selection::Ids(ids) => (Some(ids), None),
         Selection::Filter(filter) => (None, Some(filter)),
     };
@@ -1107,7 +1129,7 @@ fn delete_payload_operation(
     keys: Vec<String>,
     selector: Option<pb::PointsSelector>,
 ) -> Result<UpdateOperation, StorageError> {
-    let (points, filter) = match selection(selector)? {
+    let (points, filter) = match selection(selector, SELECTOR_EXPECTED)? {
         Selection::Ids(ids) => (Some(ids), None),
         Selection::Filter(filter) => (None, Some(filter)),
     };
@@ -1127,7 +1149,7 @@ fn clear_payload_operation(
     selector: Option<pb::PointsSelector>,
 ) -> Result<UpdateOperation, StorageError> {
     Ok(UpdateOperation::PayloadOperation(
-        match selection(selector)? {
+        match selection(selector, SELECTOR_MISSING)? {
             Selection::Ids(points) => PayloadOps::ClearPayload { points },
             Selection::Filter(filter) => PayloadOps::ClearPayloadByFilter(filter),
         },

@@ -71,6 +71,21 @@ impl StorageError {
         }
     }
 
+    /// A request Qdrant's collection layer refuses as such (`CollectionError::BadRequest`).
+    pub(crate) fn bad_request(description: impl Into<String>) -> Self {
+        Self::BadRequest {
+            description: description.into(),
+        }
+    }
+
+    /// Qdrant's request validation of a `collection_name` that is empty or longer than 255
+    /// characters (`length(min = 1, max = 255)`).
+    pub(crate) fn collection_name_length(name: &str) -> Self {
+        Self::invalid_argument(format!(
+            "Validation error in body: [collection_name: value {name:?} invalid, must be from 1 to 255 characters]"
+        ))
+    }
+
     /// Qdrant's answer when a request names a collection that does not exist.
     pub(crate) fn collection_not_found(name: &str) -> Self {
         Self::NotFound {

@@ -187,6 +187,10 @@ impl Storage {
     /// The collection named `name`, or that alias `name` points to, or Qdrant's "doesn't exist"
     /// error.
     pub(crate) fn get(&self, name: &str) -> Result<Arc<Collection>, StorageError> {
+        // Every request naming a collection is validated first in Qdrant.
+        if name.is_empty() || name.chars().count() > 255 {
+            return Err(StorageError::collection_name_length(name));
+        }
         let state = self.read();
         let name = state.resolve(name);
         state

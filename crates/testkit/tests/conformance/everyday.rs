@@ -377,6 +377,23 @@ async fn scroll_orders_numbers_before_uuids_and_pages_by_next_page_offset() {
         Code::InvalidArgument,
         "Validation error in body: [limit: value 0 invalid, must be 1 or larger]",
     );
+    // Ordered by a payload field, a page starts from a value, not from an id.
+    assert_status(
+        target
+            .points()
+            .scroll(ScrollPoints {
+                collection_name: name.clone(),
+                offset: Some(3.into()),
+                order_by: Some(qdrant_client::qdrant::OrderBy {
+                    key: "rank".to_owned(),
+                    ..Default::default()
+                }),
+                ..ScrollPoints::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "Wrong input: Cannot use an `offset` when using `order_by`. The alternative for paging is to use `order_by.start_from` and a filter to exclude the IDs that you've already seen for the `order_by.start_from` value",
+    );
     target.drop_collection(&name).await;
 }
 
@@ -1032,5 +1049,245 @@ async fn min_should_asks_for_at_least_min_count_of_its_conditions() {
         target.count(&name, Some(min_should(vec![], 1))).await,
         expected
     );
+    target.drop_collection(&name).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests missing their points, selectors or names
+
+#[tokio::test]
+async fn writes_without_points_or_selectors_are_refused_with_qdrant_wording() {
+    use qdrant_client::qdrant::{
+        ClearPayloadPoints, DeletePayloadPoints, DeletePointVectors, DeletePoints, PointsSelector,
+        SetPayloadPoints, UpsertPoints, VectorsSelector,
+    };
+
+    let target = Target::new().await;
+    let name = target.create_plain("no_selector", 2, Distance::Dot).await;
+    target
+        .upsert(
+            &name,
+            vec![PointStruct::new(
+                1,
+                vec![1.0, 0.0],
+                payload(json!({"a": 1})),
+            )],
+        )
+        .await;
+    let mut points = target.points();
+
+    assert_status(
+        points
+            .upsert(UpsertPoints {
+                collection_name: name.clone(),
+                wait: Some(true),
+                ..UpsertPoints::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "Bad request: Empty update request",
+    );
+    // Delete and clear say the selector is missing ...
+    const MISSING: &str = "PointSelector is missing";
+    let delete = |points: Option<PointsSelector>| DeletePoints {
+        collection_name: name.clone(),
+        wait: Some(true),
+        points,
+        ..DeletePoints::default()
+    };
+    assert_status(
+        points.delete(delete(None)).await,
+        Code::InvalidArgument,
+        MISSING,
+    );
+    assert_status(
+        points
+            .clear_payload(ClearPayloadPoints {
+                collection_name: name.clone(),
+                wait: Some(true),
+                ..ClearPayloadPoints::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        MISSING,
+    );
+    // ... the payload and vector updates that it is expected.
+    const EXPECTED: &str = "points_selector is expected";
+    let set = SetPayloadPoints {
+        collection_name: name.clone(),
+        wait: Some(true),
+        payload: payload(json!({"b": 2})).into(),
+        ..SetPayloadPoints::default()
+    };
+    assert_status(
+        points.set_payload(set.clone()).await,
+        Code::InvalidArgument,
+        EXPECTED,
+    );
+    assert_status(
+        points.overwrite_payload(set).await,
+        Code::InvalidArgument,
+        EXPECTED,
+    );
+    assert_status(
+        points
+            .delete_payload(DeletePayloadPoints {
+                collection_name: name.clone(),
+                wait: Some(true),
+                keys: vec!["a".to_owned()],
+                ..DeletePayloadPoints::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        EXPECTED,
+    );
+    assert_status(
+        points
+            .delete_vectors(DeletePointVectors {
+                collection_name: name.clone(),
+                wait: Some(true),
+                vectors: Some(VectorsSelector {
+                    names: vec![String::new()],
+                }),
+                ..DeletePointVectors::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        EXPECTED,
+    );
+    // A selector that selects neither ids nor a filter is malformed.
+    assert_status(
+        points
+            .delete(delete(Some(PointsSelector {
+                points_selector_one_of: None,
+            })))
+            .await,
+        Code::InvalidArgument,
+        "Malformed PointsSelector type",
+    );
+    // Nothing was changed.
+    let got = target
+        .points()
+        .get(
+            GetPointsBuilder::new(&name, vec![1.into()])
+                .with_payload(true)
+                .build(),
+        )
+        .await
+        .expect("get")
+        .into_inner()
+        .result;
+    assert_eq!(payload_json(got[0].payload.clone()), json!({"a": 1}));
+    target.drop_collection(&name).await;
+}
+
+#[tokio::test]
+async fn collection_names_and_vector_sizes_are_validated_like_qdrant() {
+    use qdrant_client::qdrant::{VectorParams, VectorsConfig, vectors_config};
+
+    let target = Target::new().await;
+    let mut collections = target.collections();
+    assert_status(
+        collections
+            .create(
+                CreateCollectionBuilder::new("a/b")
+                    .vectors_config(VectorParamsBuilder::new(2, Distance::Dot))
+                    .build(),
+            )
+            .await,
+        Code::InvalidArgument,
+        "Validation error in body: [collection_name: collection name cannot contain \"/\" char]",
+    );
+    const EMPTY: &str = "Validation error in body: [collection_name: value \"\" invalid, must be from 1 to 255 characters]";
+    assert_status(
+        collections
+            .create(
+                CreateCollectionBuilder::new("")
+                    .vectors_config(VectorParamsBuilder::new(2, Distance::Dot))
+                    .build(),
+            )
+            .await,
+        Code::InvalidArgument,
+        EMPTY,
+    );
+    assert_status(
+        collections
+            .get(GetCollectionInfoRequest {
+                collection_name: String::new(),
+            })
+            .await,
+        Code::InvalidArgument,
+        EMPTY,
+    );
+    assert_status(
+        collections
+            .collection_exists(CollectionExistsRequest {
+                collection_name: String::new(),
+            })
+            .await,
+        Code::InvalidArgument,
+        EMPTY,
+    );
+    let size_zero = unique("size_zero");
+    assert_status(
+        collections
+            .create(qdrant_client::qdrant::CreateCollection {
+                collection_name: size_zero.clone(),
+                vectors_config: Some(VectorsConfig {
+                    config: Some(vectors_config::Config::Params(VectorParams {
+                        size: 0,
+                        distance: Distance::Dot as i32,
+                        ..VectorParams::default()
+                    })),
+                }),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "Validation error in body: [vectors_config.config.size: value 0 invalid, must be from 1 to 65536]",
+    );
+    assert!(
+        !collections
+            .collection_exists(CollectionExistsRequest {
+                collection_name: size_zero,
+            })
+            .await
+            .expect("exists")
+            .into_inner()
+            .result
+            .expect("exists result")
+            .exists
+    );
+
+    // A collection without vectors reports an empty vector map, and stores payload-only points.
+    let name = target
+        .create("no_vectors", CreateCollectionBuilder::new(""))
+        .await;
+    let params = target
+        .collection_info(&name)
+        .await
+        .config
+        .expect("config")
+        .params
+        .expect("params");
+    assert_eq!(
+        params.vectors_config.and_then(|c| c.config),
+        Some(vectors_config::Config::ParamsMap(
+            qdrant_client::qdrant::VectorParamsMap {
+                map: HashMap::new()
+            }
+        ))
+    );
+    target
+        .upsert(
+            &name,
+            vec![PointStruct::new(
+                1,
+                NamedVectors::default(),
+                payload(json!({"a": 1})),
+            )],
+        )
+        .await;
+    assert_eq!(target.count(&name, None).await, 1);
     target.drop_collection(&name).await;
 }
