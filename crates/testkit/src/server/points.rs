@@ -57,8 +57,7 @@ impl Points for QdrantApi {
         no_shard_keys(request.shard_key_selector.as_ref())?;
         let collection = self.storage().get(&request.collection_name)?;
         if request.points.is_empty() {
-            // Qdrant splits the points by shard and finds no update to run.
-            return Err(StorageError::bad_request("Empty update request").into());
+            return Err(empty_update().into());
         }
         let operation = upsert_operation(
             &collection.shard().config(),
@@ -979,6 +978,12 @@ enum Selection {
     Filter(Filter),
 }
 
+/// Qdrant's answer to an update of no point ids (or no points): it splits the ids by shard and
+/// finds no update to run (`Collection::update_from_client`).
+fn empty_update() -> StorageError {
+    StorageError::bad_request("Empty update request")
+}
+
 /// What Qdrant answers when an update has no `points_selector`: `delete` and `clear_payload`
 /// say one thing, the payload and vector updates (`extract_points_selector`) another.
 const SELECTOR_MISSING: &str = "PointSelector is missing";
@@ -993,6 +998,7 @@ fn selection(
         return Err(StorageError::invalid_argument(missing));
     };
     match selector.points_selector_one_of {
+        Some(S::Points(list)) if list.ids.is_empty() => Err(empty_update()),
         Some(S::Points(list)) => point_ids(list.ids).map(Selection::Ids),
         Some(S::Filter(filter)) => filter_from_pb(filter).map(Selection::Filter),
         None => Err(StorageError::invalid_argument(
@@ -1064,6 +1070,9 @@ fn update_vectors_operation(
     points: Vec<pb::PointVectors>,
     update_filter: Option<pb::Filter>,
 ) -> Result<UpdateOperation, StorageError> {
+    if points.is_empty() {
+        return Err(empty_update());
+    }
     let points = points
         .into_iter()
         .map(|point| {

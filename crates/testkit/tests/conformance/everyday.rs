@@ -1087,6 +1087,50 @@ async fn writes_without_points_or_selectors_are_refused_with_qdrant_wording() {
         Code::InvalidArgument,
         "Bad request: Empty update request",
     );
+    // So is an update of an empty list of ids.
+    let no_ids = || PointsSelector {
+        points_selector_one_of: Some(
+            qdrant_client::qdrant::points_selector::PointsSelectorOneOf::Points(PointsIdsList {
+                ids: Vec::new(),
+            }),
+        ),
+    };
+    assert_status(
+        points
+            .delete(DeletePoints {
+                collection_name: name.clone(),
+                wait: Some(true),
+                points: Some(no_ids()),
+                ..DeletePoints::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "Bad request: Empty update request",
+    );
+    assert_status(
+        points
+            .set_payload(SetPayloadPoints {
+                collection_name: name.clone(),
+                wait: Some(true),
+                payload: payload(json!({"b": 2})).into(),
+                points_selector: Some(no_ids()),
+                ..SetPayloadPoints::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "Bad request: Empty update request",
+    );
+    assert_status(
+        points
+            .update_vectors(qdrant_client::qdrant::UpdatePointVectors {
+                collection_name: name.clone(),
+                wait: Some(true),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "Bad request: Empty update request",
+    );
     // Delete and clear say the selector is missing ...
     const MISSING: &str = "PointSelector is missing";
     let delete = |points: Option<PointsSelector>| DeletePoints {
