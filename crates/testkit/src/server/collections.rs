@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status};
 use super::api::QdrantApi;
 use super::convert::{json_object_from_pb, json_object_to_pb, memory_from_pb};
 use super::status::unsupported;
+use super::validate::Validation;
 use crate::storage::{
     AliasChange, Collection, CollectionSettings, StorageError, StorageSettings, run_blocking,
 };
@@ -77,6 +78,7 @@ impl Collections for QdrantApi {
         let started = Instant::now();
         let request = request.into_inner();
         validate_collection_name(&request.collection_name)?;
+        validate_create(&request)?;
         let config = edge_config(&request, self.storage().settings())?;
         let settings = create_settings(&request)?;
         self.storage()
@@ -310,11 +312,9 @@ fn validate_collection_name(name: &str) -> Result<(), StorageError> {
 #[allow(deprecated)] // `deprecated_max_optimization_threads` is still sent by older clients.
 fn create_settings(request: &pb::CreateCollection) -> Result<CollectionSettings, StorageError> {
     let mut settings = CollectionSettings {
-        replication_factor: non_zero("replication_factor", request.replication_factor)?,
-        write_consistency_factor: non_zero(
-            "write_consistency_factor",
-            request.write_consistency_factor,
-        )?,
+        // Not 0: `validate_create` has checked them.
+        replication_factor: request.replication_factor,
+        write_consistency_factor: request.write_consistency_factor,
         metadata: json_object_from_pb(request.metadata.clone()),
         ..CollectionSettings::default()
     };
@@ -324,14 +324,87 @@ fn create_settings(request: &pb::CreateCollection) -> Result<CollectionSettings,
     Ok(settings)
 }
 
-/// Qdrant's check of the replication settings (`CollectionParamsDiff` conversion).
-fn non_zero(field: &str, value: Option<u32>) -> Result<Option<u32>, StorageError> {
-    if value == Some(0) {
-        return Err(StorageError::invalid_argument(format!(
-            "`{field}` cannot be 0"
-        )));
+/// Qdrant's request validation of `CreateCollection` (the `range` rules of `lib/api/build.rs`),
+/// before anything else, with the broken rules in the message's field order.
+fn validate_create(request: &pb::CreateCollection) -> Result<(), StorageError> {
+    let mut validation = Validation::new();
+    hnsw_rules(&mut validation, request.hnsw_config.as_ref());
+    if let Some(wal) = &request.wal_config {
+        validation
+            .min_opt("wal_config.wal_capacity_mb", wal.wal_capacity_mb, 1)
+            .min_opt("wal_config.wal_retain_closed", wal.wal_retain_closed, 1);
     }
-    Ok(value)
+    optimizer_rules(&mut validation, request.optimizers_config.as_ref());
+    validation
+        .min_opt("shard_number", request.shard_number.map(u64::from), 1)
+        .min_opt(
+            "replication_factor",
+            request.replication_factor.map(u64::from),
+            1,
+        )
+        .min_opt(
+            "write_consistency_factor",
+            request.write_consistency_factor.map(u64::from),
+            1,
+        )
+        .finish()
+}
+
+/// Qdrant's request validation of `UpdateCollection`, likewise.
+fn validate_update(
+    optimizers: Option<&pb::OptimizersConfigDiff>,
+    params: Option<&pb::CollectionParamsDiff>,
+    hnsw: Option<&pb::HnswConfigDiff>,
+) -> Result<(), StorageError> {
+    let mut validation = Validation::new();
+    optimizer_rules(&mut validation, optimizers);
+    if let Some(params) = params {
+        validation
+            .min_opt(
+                "params.replication_factor",
+                params.replication_factor.map(u64::from),
+                1,
+            )
+            .min_opt(
+                "params.write_consistency_factor",
+                params.write_consistency_factor.map(u64::from),
+                1,
+            );
+    }
+    hnsw_rules(&mut validation, hnsw);
+    validation.finish()
+}
+
+fn hnsw_rules(validation: &mut Validation, hnsw: Option<&pb::HnswConfigDiff>) {
+    if let Some(hnsw) = hnsw {
+        validation.min_opt("hnsw_config.ef_construct", hnsw.ef_construct, 4);
+    }
+}
+
+fn optimizer_rules(validation: &mut Validation, optimizers: Option<&pb::OptimizersConfigDiff>) {
+    let Some(optimizers) = optimizers else {
+        return;
+    };
+    if let Some(threshold) = optimizers.deleted_threshold
+        && !(0.0..=1.0).contains(&threshold)
+    {
+        validation.fail_with(
+            "optimizers_config.deleted_threshold",
+            threshold,
+            "must be from 0.0 to 1.0".to_owned(),
+        );
+    }
+    validation
+        .min_opt(
+            "optimizers_config.vacuum_min_vector_number",
+            optimizers.vacuum_min_vector_number,
+            100,
+        )
+        .min_opt(
+            "optimizers_config.max_segment_size",
+            optimizers.max_segment_size,
+            1,
+        );
 }
 
 #[allow(deprecated)]
@@ -384,6 +457,11 @@ impl CollectionUpdate {
             metadata,
         } = request;
 
+        validate_update(
+            optimizers_config.as_ref(),
+            params.as_ref(),
+            hnsw_config.as_ref(),
+        )?;
         if optimizers_config
             .as_ref()
             .is_some_and(|diff| diff.memmap_threshold.is_some())
@@ -391,8 +469,6 @@ impl CollectionUpdate {
             return Err(unsupported(UPDATE, "optimizers_config.memmap_threshold"));
         }
         if let Some(params) = &params {
-            non_zero("replication_factor", params.replication_factor)?;
-            non_zero("write_consistency_factor", params.write_consistency_factor)?;
             if params.on_disk_payload.is_some() {
                 return Err(unsupported(UPDATE, "params.on_disk_payload"));
             }
@@ -966,7 +1042,12 @@ fn collection_config(config: &EdgeConfig, settings: CollectionSettings) -> pb::C
             default_segment_number: Some(optimizers.default_segment_number.unwrap_or(0) as u64),
             max_segment_size: optimizers.max_segment_size.map(|size| size as u64),
             memmap_threshold: None,
-            indexing_threshold: Some(optimizers.get_indexing_threshold_kb() as u64),
+            // As set (0 turns indexing off), not as the engine resolves it.
+            indexing_threshold: Some(
+                optimizers
+                    .indexing_threshold
+                    .map_or(optimizers.get_indexing_threshold_kb(), |kb| kb) as u64,
+            ),
             flush_interval_sec: Some(
                 settings
                     .flush_interval_sec

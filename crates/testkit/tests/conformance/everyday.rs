@@ -42,6 +42,19 @@ impl Target {
             .expect("collection info")
     }
 
+    async fn collection_exists(&self, name: &str) -> bool {
+        self.collections()
+            .collection_exists(CollectionExistsRequest {
+                collection_name: name.to_owned(),
+            })
+            .await
+            .expect("collection exists")
+            .into_inner()
+            .result
+            .expect("exists result")
+            .exists
+    }
+
     async fn scroll_page(&self, request: ScrollPointsBuilder) -> ScrollResponse {
         self.points()
             .scroll(request.with_payload(false).build())
@@ -1290,18 +1303,7 @@ async fn collection_names_and_vector_sizes_are_validated_like_qdrant() {
         Code::InvalidArgument,
         "Validation error in body: [vectors_config.config.size: value 0 invalid, must be from 1 to 65536]",
     );
-    assert!(
-        !collections
-            .collection_exists(CollectionExistsRequest {
-                collection_name: size_zero,
-            })
-            .await
-            .expect("exists")
-            .into_inner()
-            .result
-            .expect("exists result")
-            .exists
-    );
+    assert!(!target.collection_exists(&size_zero).await);
 
     // A collection without vectors reports an empty vector map, and stores payload-only points.
     let name = target
@@ -1333,5 +1335,192 @@ async fn collection_names_and_vector_sizes_are_validated_like_qdrant() {
         )
         .await;
     assert_eq!(target.count(&name, None).await, 1);
+    target.drop_collection(&name).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Collection settings: validation, and reported as set
+
+#[tokio::test]
+async fn collection_settings_are_validated_and_reported_as_set() {
+    use qdrant_client::qdrant::{
+        CollectionParamsDiff, CreateCollection, HnswConfigDiff, OptimizersConfigDiff,
+        UpdateCollection, WalConfigDiff,
+    };
+
+    let target = Target::new().await;
+    let name = target.create_plain("settings", 2, Distance::Dot).await;
+    let mut collections = target.collections();
+    let invalid = |rule: &str| format!("Validation error in body: [{rule}]");
+
+    // Creating: each rule, alone.
+    let create = |change: &dyn Fn(&mut CreateCollection)| {
+        let mut request = CreateCollectionBuilder::new(unique("invalid"))
+            .vectors_config(VectorParamsBuilder::new(2, Distance::Dot))
+            .build();
+        change(&mut request);
+        request
+    };
+    let creates: Vec<(CreateCollection, &str)> = vec![
+        (
+            create(&|r| {
+                r.hnsw_config = Some(HnswConfigDiff {
+                    ef_construct: Some(3),
+                    ..HnswConfigDiff::default()
+                })
+            }),
+            "hnsw_config.ef_construct: value 3 invalid, must be 4 or larger",
+        ),
+        (
+            create(&|r| {
+                r.wal_config = Some(WalConfigDiff {
+                    wal_capacity_mb: Some(0),
+                    ..WalConfigDiff::default()
+                })
+            }),
+            "wal_config.wal_capacity_mb: value 0 invalid, must be 1 or larger",
+        ),
+        (
+            create(&|r| {
+                r.wal_config = Some(WalConfigDiff {
+                    wal_retain_closed: Some(0),
+                    ..WalConfigDiff::default()
+                })
+            }),
+            "wal_config.wal_retain_closed: value 0 invalid, must be 1 or larger",
+        ),
+        (
+            create(&|r| {
+                r.optimizers_config = Some(OptimizersConfigDiff {
+                    deleted_threshold: Some(-0.5),
+                    ..OptimizersConfigDiff::default()
+                })
+            }),
+            "optimizers_config.deleted_threshold: value -0.5 invalid, must be from 0.0 to 1.0",
+        ),
+        (
+            create(&|r| r.shard_number = Some(0)),
+            "shard_number: value 0 invalid, must be 1 or larger",
+        ),
+        (
+            create(&|r| r.replication_factor = Some(0)),
+            "replication_factor: value 0 invalid, must be 1 or larger",
+        ),
+        (
+            create(&|r| r.write_consistency_factor = Some(0)),
+            "write_consistency_factor: value 0 invalid, must be 1 or larger",
+        ),
+    ];
+    for (request, rule) in creates {
+        let refused = request.collection_name.clone();
+        assert_status(
+            collections.create(request).await,
+            Code::InvalidArgument,
+            &invalid(rule),
+        );
+        assert!(
+            !target.collection_exists(&refused).await,
+            "{refused} was created"
+        );
+    }
+
+    // Updating: each rule, alone; validation comes before the collection is looked up.
+    let update = |collection: &str, change: &dyn Fn(&mut UpdateCollection)| {
+        let mut request = UpdateCollection {
+            collection_name: collection.to_owned(),
+            ..UpdateCollection::default()
+        };
+        change(&mut request);
+        request
+    };
+    let optimizers = |diff: OptimizersConfigDiff| {
+        move |r: &mut UpdateCollection| r.optimizers_config = Some(diff)
+    };
+    let updates: Vec<(UpdateCollection, &str)> = vec![
+        (
+            update(&name, &|r| {
+                r.hnsw_config = Some(HnswConfigDiff {
+                    ef_construct: Some(1),
+                    ..HnswConfigDiff::default()
+                })
+            }),
+            "hnsw_config.ef_construct: value 1 invalid, must be 4 or larger",
+        ),
+        (
+            update(&unique("missing"), &|r| {
+                r.hnsw_config = Some(HnswConfigDiff {
+                    ef_construct: Some(1),
+                    ..HnswConfigDiff::default()
+                })
+            }),
+            "hnsw_config.ef_construct: value 1 invalid, must be 4 or larger",
+        ),
+        (
+            update(
+                &name,
+                &optimizers(OptimizersConfigDiff {
+                    deleted_threshold: Some(1.5),
+                    ..OptimizersConfigDiff::default()
+                }),
+            ),
+            "optimizers_config.deleted_threshold: value 1.5 invalid, must be from 0.0 to 1.0",
+        ),
+        (
+            update(
+                &name,
+                &optimizers(OptimizersConfigDiff {
+                    vacuum_min_vector_number: Some(10),
+                    ..OptimizersConfigDiff::default()
+                }),
+            ),
+            "optimizers_config.vacuum_min_vector_number: value 10 invalid, must be 100 or larger",
+        ),
+        (
+            update(
+                &name,
+                &optimizers(OptimizersConfigDiff {
+                    max_segment_size: Some(0),
+                    ..OptimizersConfigDiff::default()
+                }),
+            ),
+            "optimizers_config.max_segment_size: value 0 invalid, must be 1 or larger",
+        ),
+        (
+            update(&name, &|r| {
+                r.params = Some(CollectionParamsDiff {
+                    replication_factor: Some(0),
+                    ..CollectionParamsDiff::default()
+                })
+            }),
+            "params.replication_factor: value 0 invalid, must be 1 or larger",
+        ),
+    ];
+    for (request, rule) in updates {
+        assert_status(
+            collections.update(request).await,
+            Code::InvalidArgument,
+            &invalid(rule),
+        );
+    }
+
+    // An indexing threshold of 0 (indexing off) is reported as 0.
+    collections
+        .update(update(
+            &name,
+            &optimizers(OptimizersConfigDiff {
+                indexing_threshold: Some(0),
+                ..OptimizersConfigDiff::default()
+            }),
+        ))
+        .await
+        .expect("turn indexing off");
+    let optimizer_config = target
+        .collection_info(&name)
+        .await
+        .config
+        .expect("config")
+        .optimizer_config
+        .expect("optimizer config");
+    assert_eq!(optimizer_config.indexing_threshold, Some(0));
     target.drop_collection(&name).await;
 }
