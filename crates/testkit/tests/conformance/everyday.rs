@@ -843,6 +843,7 @@ async fn renaming_onto_an_existing_alias_replaces_it_and_a_missing_alias_is_not_
 
 #[tokio::test]
 async fn snapshot_lists_start_empty_and_outlive_their_collection() {
+    let _no_full_snapshot = FULL_SNAPSHOT.read().await;
     let target = Target::new().await;
     let name = target.create_plain("snap_list", 2, Distance::Dot).await;
     let mut snapshots = SnapshotsClient::new(target.channel.clone());

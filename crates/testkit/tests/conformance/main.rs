@@ -52,6 +52,11 @@ use tonic::{Code, Status};
 /// Upper bound of any single RPC, so a hang fails the test instead of stalling the binary.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A full snapshot snapshots every collection of a server, and on a shared real Qdrant its
+/// collection snapshots show up in other tests' snapshot lists while it runs: the full snapshot
+/// test holds this for writing, tests that expect an exact snapshot list for reading.
+static FULL_SNAPSHOT: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 mod everyday;
 mod points;
 
