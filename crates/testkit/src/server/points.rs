@@ -59,6 +59,7 @@ impl Points for QdrantApi {
         if request.points.is_empty() {
             return Err(empty_update().into());
         }
+        check_no_empty_dense_vector(&request.points)?;
         let operation = upsert_operation(
             &collection.shard().config(),
             request.points,
@@ -537,6 +538,13 @@ impl Points for QdrantApi {
     ) -> Result<Response<pb::UpdateBatchResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
+        if request.operations.is_empty() {
+            // `length(min = 1)`, worded by the validator as for a string.
+            return Err(StorageError::invalid_argument(
+                "Validation error in body: [operations: value [] invalid, must be at least 1 characters]",
+            )
+            .into());
+        }
         let collection = self.storage().get(&request.collection_name)?;
         let operations = {
             let config = collection.shard().config();
@@ -560,9 +568,9 @@ impl Points for QdrantApi {
     ) -> Result<Response<pb::QueryResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
-        Validation::new()
-            .min_opt("limit", request.limit, 1)
-            .finish()?;
+        let mut validation = Validation::new();
+        prefetch_limits(&mut validation, "", &request.prefetch);
+        validation.min_opt("limit", request.limit, 1).finish()?;
         let name = request.collection_name.clone();
         let plan = query_plan(request)?;
         let mut results = self.run_plans(&name, vec![plan]).await?;
@@ -658,8 +666,17 @@ impl Points for QdrantApi {
         let request = request.into_inner();
         no_shard_keys(request.shard_key_selector.as_ref())?;
         let collection = self.storage().get(&request.collection_name)?;
+        let key = json_path(&request.key)?;
+        if request.limit == Some(0) {
+            // Qdrant answers no hits without looking for an index.
+            return Ok(Response::new(pb::FacetResponse {
+                hits: Vec::new(),
+                time: started.elapsed().as_secs_f64(),
+                usage: None,
+            }));
+        }
         let facet = FacetRequest {
-            key: json_path(&request.key)?,
+            key,
             limit: request.limit.map_or(DEFAULT_LIMIT, |l| l as usize),
             filter: filter_opt(request.filter)?,
             exact: request.exact.unwrap_or(false),
@@ -978,6 +995,44 @@ enum Selection {
     Filter(Filter),
 }
 
+/// Qdrant's check of an upsert's unnamed dense vectors (the REST schema's, which the gRPC
+/// points are converted to): none may be empty.
+#[allow(deprecated)] // The pre-1.16 `data` field still carries vectors from older clients.
+fn check_no_empty_dense_vector(points: &[pb::PointStruct]) -> Result<(), StorageError> {
+    use pb::vector::Vector as V;
+    use pb::vectors::VectorsOptions;
+    for (i, point) in points.iter().enumerate() {
+        let Some(VectorsOptions::Vector(vector)) = point
+            .vectors
+            .as_ref()
+            .and_then(|v| v.vectors_options.as_ref())
+        else {
+            continue;
+        };
+        let empty = match &vector.vector {
+            Some(V::Dense(dense)) => dense.data.is_empty(),
+            Some(_) => false,
+            None => vector.data.is_empty() && vector.indices.is_none(),
+        };
+        if empty {
+            return Err(StorageError::bad_input(format!(
+                "points[{i}].vector.vector: dense vector must not be empty"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `PrefetchQuery.limit`'s `range(min = 1)`, for each prefetch at any depth, at Qdrant's paths
+/// (`prefetch[0].prefetch[1].limit`).
+fn prefetch_limits(validation: &mut Validation, path: &str, prefetches: &[pb::PrefetchQuery]) {
+    for (i, prefetch) in prefetches.iter().enumerate() {
+        let path = format!("{path}prefetch[{i}]");
+        prefetch_limits(validation, &format!("{path}."), &prefetch.prefetch);
+        validation.min_opt(&format!("{path}.limit"), prefetch.limit, 1);
+    }
+}
+
 /// Qdrant's answer to an update of no point ids (or no points): it splits the ids by shard and
 /// finds no update to run (`Collection::update_from_client`).
 fn empty_update() -> StorageError {
@@ -1016,14 +1071,15 @@ fn upsert_operation(
     let points = points
         .into_iter()
         .map(|point| {
-            let id = point
-                .id
-                .ok_or_else(|| StorageError::invalid_argument("Point id is missing"))
-                .and_then(point_id)?;
+            // Qdrant's order (`TryFrom<PointStruct>`): vectors, then the id.
             let vectors = point
                 .vectors
                 .ok_or_else(|| StorageError::invalid_argument("Expected some vectors"))?;
             let vector = vectors_from_pb(vectors)?;
+            let id = point
+                .id
+                .ok_or_else(|| StorageError::invalid_argument("Empty ID is not allowed"))
+                .and_then(point_id)?;
             check_point_vectors(config, &vector)?;
             Ok(PointStructPersisted {
                 id,
@@ -1078,11 +1134,11 @@ fn update_vectors_operation(
         .map(|point| {
             let id = point
                 .id
-                .ok_or_else(|| StorageError::invalid_argument("Point id is missing"))
+                .ok_or_else(|| StorageError::invalid_argument("id is expected"))
                 .and_then(point_id)?;
             let vectors = point
                 .vectors
-                .ok_or_else(|| StorageError::invalid_argument("Point vectors are missing"))?;
+                .ok_or_else(|| StorageError::invalid_argument("vectors is expected"))?;
             let vector = vectors_from_pb(vectors)?;
             check_point_vectors(config, &vector)?;
             Ok(PointVectorsPersisted { id, vector })

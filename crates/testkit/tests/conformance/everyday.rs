@@ -1525,3 +1525,147 @@ async fn collection_settings_are_validated_and_reported_as_set() {
     assert_eq!(optimizer_config.indexing_threshold, Some(0));
     target.drop_collection(&name).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Points without ids or vectors, empty batches, zero limits
+
+#[tokio::test]
+async fn points_without_ids_or_vectors_and_zero_limits_are_refused_like_qdrant() {
+    use qdrant_client::qdrant::{
+        FacetCounts, PointVectors, PrefetchQuery, QueryPoints, UpdateBatchPoints,
+        UpdatePointVectors,
+    };
+
+    let target = Target::new().await;
+    let name = target.create_plain("no_ids", 2, Distance::Dot).await;
+    target
+        .upsert(
+            &name,
+            vec![PointStruct::new(
+                1,
+                vec![1.0, 0.0],
+                payload(json!({"g": "x"})),
+            )],
+        )
+        .await;
+    let mut points = target.points();
+    let upsert = |point: PointStruct| {
+        UpsertPointsBuilder::new(&name, vec![point])
+            .wait(true)
+            .build()
+    };
+
+    assert_status(
+        points
+            .upsert(upsert(PointStruct {
+                id: None,
+                vectors: Some(vec![1.0, 0.0].into()),
+                payload: HashMap::new(),
+            }))
+            .await,
+        Code::InvalidArgument,
+        "Empty ID is not allowed",
+    );
+    assert_status(
+        points
+            .upsert(upsert(PointStruct {
+                id: Some(2.into()),
+                vectors: None,
+                payload: HashMap::new(),
+            }))
+            .await,
+        Code::InvalidArgument,
+        "Expected some vectors",
+    );
+    assert_status(
+        points
+            .upsert(upsert(PointStruct::new(
+                2,
+                Vec::<f32>::new(),
+                Payload::new(),
+            )))
+            .await,
+        Code::InvalidArgument,
+        "Wrong input: points[0].vector.vector: dense vector must not be empty",
+    );
+    let update_vectors = |point: PointVectors| UpdatePointVectors {
+        collection_name: name.clone(),
+        wait: Some(true),
+        points: vec![point],
+        ..UpdatePointVectors::default()
+    };
+    assert_status(
+        points
+            .update_vectors(update_vectors(PointVectors {
+                id: None,
+                vectors: Some(vec![0.0, 1.0].into()),
+            }))
+            .await,
+        Code::InvalidArgument,
+        "id is expected",
+    );
+    assert_status(
+        points
+            .update_vectors(update_vectors(PointVectors {
+                id: Some(1.into()),
+                vectors: None,
+            }))
+            .await,
+        Code::InvalidArgument,
+        "vectors is expected",
+    );
+    assert_status(
+        points
+            .update_batch(UpdateBatchPoints {
+                collection_name: name.clone(),
+                wait: Some(true),
+                operations: Vec::new(),
+                ..UpdateBatchPoints::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "Validation error in body: [operations: value [] invalid, must be at least 1 characters]",
+    );
+    assert_eq!(target.count(&name, None).await, 1);
+
+    // A prefetch, at any depth, takes at least one point.
+    let prefetch = |limit: u64, inner: Vec<PrefetchQuery>| PrefetchQuery {
+        prefetch: inner,
+        query: Some(Query::new_nearest(vec![1.0, 0.0])),
+        limit: Some(limit),
+        ..PrefetchQuery::default()
+    };
+    let query = |prefetch: Vec<PrefetchQuery>| QueryPoints {
+        collection_name: name.clone(),
+        prefetch,
+        query: Some(Query::new_fusion(qdrant_client::qdrant::Fusion::Rrf)),
+        ..QueryPoints::default()
+    };
+    assert_status(
+        points
+            .query(query(vec![prefetch(5, vec![]), prefetch(0, vec![])]))
+            .await,
+        Code::InvalidArgument,
+        "Validation error in body: [prefetch[1].limit: value 0 invalid, must be 1 or larger]",
+    );
+    assert_status(
+        points
+            .query(query(vec![prefetch(5, vec![prefetch(0, vec![])])]))
+            .await,
+        Code::InvalidArgument,
+        "Validation error in body: [prefetch[0].prefetch[0].limit: value 0 invalid, must be 1 or larger]",
+    );
+    // A facet of no values answers at once, index or not.
+    let facet = points
+        .facet(FacetCounts {
+            collection_name: name.clone(),
+            key: "g".to_owned(),
+            limit: Some(0),
+            ..FacetCounts::default()
+        })
+        .await
+        .expect("facet with limit 0")
+        .into_inner();
+    assert!(facet.hits.is_empty(), "{facet:?}");
+    target.drop_collection(&name).await;
+}
