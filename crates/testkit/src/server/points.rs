@@ -974,7 +974,9 @@ fn operation_response(
     Response::new(pb::PointsOperationResponse {
         result: results.pop(),
         time: started.elapsed().as_secs_f64(),
-        usage: None,
+        // Qdrant answers a point write with a usage that reports nothing (no hardware or
+        // inference accounting by default); reads carry none.
+        usage: Some(pb::Usage::default()),
     })
 }
 

@@ -223,14 +223,19 @@ async fn a_write_without_wait_is_acknowledged_with_an_operation_id_and_lands() {
     )
     .build();
     request.wait = Some(false);
-    let first = target
+    let reply = target
         .points()
         .upsert(request)
         .await
         .expect("upsert without wait")
-        .into_inner()
-        .result
-        .expect("update result");
+        .into_inner();
+    // A write reports an empty usage: no hardware or inference accounting.
+    assert_eq!(
+        reply.usage,
+        Some(qdrant_client::qdrant::Usage::default()),
+        "{reply:?}"
+    );
+    let first = reply.result.expect("update result");
     assert_eq!(first.status, UpdateStatus::Acknowledged as i32);
     // A new collection's first update is operation 1.
     assert_eq!(first.operation_id, Some(1));
