@@ -57,8 +57,8 @@
 //! collection and full; points upsert, delete, get, update and delete vectors, set, overwrite,
 //! delete and clear payload, create and delete payload index, search, search batch, scroll,
 //! count, query and query batch (nearest, fusion, order-by and sample queries, with prefetches),
-//! facet and update batch. Cluster changes and shard key changes answer `UNIMPLEMENTED`
-//! "Qdrant is running in standalone mode", as a single-node Qdrant does. Every other RPC
+//! facet and update batch. Cluster changes and shard key changes answer `INVALID_ARGUMENT`
+//! "Bad request: Distributed mode disabled", as a single-node Qdrant does. Every other RPC
 //! answers `UNIMPLEMENTED` with a message naming it.
 //!
 //! A server keeps its collections, points and aliases in its data directory:

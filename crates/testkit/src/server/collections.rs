@@ -3,7 +3,7 @@
 //! `EdgeShard` → `CollectionInfo` conversions.
 //!
 //! The cluster RPCs answer as a single-node Qdrant (cluster mode off) does: one local shard,
-//! no shard keys, and `UNIMPLEMENTED` "Qdrant is running in standalone mode" for changes.
+//! no shard keys, and `INVALID_ARGUMENT` "Bad request: Distributed mode disabled" for changes.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status};
 use super::api::QdrantApi;
 use super::convert::{json_object_from_pb, json_object_to_pb, memory_from_pb};
 use super::status::unsupported;
+use super::validate::Validation;
 use crate::storage::{
     AliasChange, Collection, CollectionSettings, StorageError, StorageSettings, run_blocking,
 };
@@ -77,6 +78,7 @@ impl Collections for QdrantApi {
         let started = Instant::now();
         let request = request.into_inner();
         validate_collection_name(&request.collection_name)?;
+        validate_create(&request)?;
         let config = edge_config(&request, self.storage().settings())?;
         let settings = create_settings(&request)?;
         self.storage()
@@ -223,7 +225,11 @@ impl Collections for QdrantApi {
         request: Request<pb::CollectionExistsRequest>,
     ) -> Result<Response<pb::CollectionExistsResponse>, Status> {
         let started = Instant::now();
-        let exists = self.storage().exists(&request.into_inner().collection_name);
+        let name = request.into_inner().collection_name;
+        if name.is_empty() || name.chars().count() > 255 {
+            return Err(StorageError::collection_name_length(&name).into());
+        }
+        let exists = self.storage().exists(&name);
         Ok(Response::new(pb::CollectionExistsResponse {
             result: Some(pb::CollectionExists { exists }),
             time: started.elapsed().as_secs_f64(),
@@ -237,7 +243,7 @@ impl Collections for QdrantApi {
         if request.into_inner().operation.is_none() {
             return Err(Status::invalid_argument("empty operation"));
         }
-        Err(StorageError::standalone_mode().into())
+        Err(StorageError::distributed_mode_disabled().into())
     }
 
     async fn create_shard_key(
@@ -248,7 +254,7 @@ impl Collections for QdrantApi {
             return Err(Status::invalid_argument("empty request"));
         };
         check_shard_key(request.shard_key)?;
-        Err(StorageError::standalone_mode().into())
+        Err(StorageError::distributed_mode_disabled().into())
     }
 
     async fn delete_shard_key(
@@ -259,7 +265,7 @@ impl Collections for QdrantApi {
             return Err(Status::invalid_argument("empty request"));
         };
         check_shard_key(request.shard_key)?;
-        Err(StorageError::standalone_mode().into())
+        Err(StorageError::distributed_mode_disabled().into())
     }
 
     async fn list_shard_keys(
@@ -276,7 +282,7 @@ impl Collections for QdrantApi {
     }
 }
 
-/// Qdrant's conversion of a shard key request, which runs before the standalone check.
+/// Qdrant's conversion of a shard key request, which runs before the cluster-mode check.
 fn check_shard_key(key: Option<pb::ShardKey>) -> Result<(), Status> {
     match key.and_then(|key| key.key) {
         Some(_) => Ok(()),
@@ -284,18 +290,16 @@ fn check_shard_key(key: Option<pb::ShardKey>) -> Result<(), Status> {
     }
 }
 
-/// Qdrant's collection name rule: 1 to 255 characters, none of them reserved by file systems.
+/// Qdrant's collection name rule (`common::validation::validate_collection_name`): 1 to 255
+/// characters, none of them reserved by file systems.
 fn validate_collection_name(name: &str) -> Result<(), StorageError> {
-    const FORBIDDEN: &[char] = &['<', '>', ':', '"', '/', '\\', '|', '?', '*', '\0', '\u{1F}'];
+    const FORBIDDEN: [char; 11] = ['<', '>', ':', '"', '/', '\\', '|', '?', '*', '\0', '\u{1F}'];
     if name.is_empty() || name.chars().count() > 255 {
-        return Err(StorageError::invalid_argument(format!(
-            "Validation error in body: [collection_name: length must be between 1 and 255, got {}]",
-            name.chars().count()
-        )));
+        return Err(StorageError::collection_name_length(name));
     }
-    if let Some(bad) = name.chars().find(|c| FORBIDDEN.contains(c)) {
-        return Err(StorageError::bad_input(format!(
-            "Collection name `{name}` contains invalid character {bad:?}"
+    if let Some(bad) = FORBIDDEN.into_iter().find(|c| name.contains(*c)) {
+        return Err(StorageError::invalid_argument(format!(
+            "Validation error in body: [collection_name: collection name cannot contain \"{bad}\" char]"
         )));
     }
     Ok(())
@@ -308,11 +312,9 @@ fn validate_collection_name(name: &str) -> Result<(), StorageError> {
 #[allow(deprecated)] // `deprecated_max_optimization_threads` is still sent by older clients.
 fn create_settings(request: &pb::CreateCollection) -> Result<CollectionSettings, StorageError> {
     let mut settings = CollectionSettings {
-        replication_factor: non_zero("replication_factor", request.replication_factor)?,
-        write_consistency_factor: non_zero(
-            "write_consistency_factor",
-            request.write_consistency_factor,
-        )?,
+        // Not 0: `validate_create` has checked them.
+        replication_factor: request.replication_factor,
+        write_consistency_factor: request.write_consistency_factor,
         metadata: json_object_from_pb(request.metadata.clone()),
         ..CollectionSettings::default()
     };
@@ -322,14 +324,87 @@ fn create_settings(request: &pb::CreateCollection) -> Result<CollectionSettings,
     Ok(settings)
 }
 
-/// Qdrant's check of the replication settings (`CollectionParamsDiff` conversion).
-fn non_zero(field: &str, value: Option<u32>) -> Result<Option<u32>, StorageError> {
-    if value == Some(0) {
-        return Err(StorageError::invalid_argument(format!(
-            "`{field}` cannot be 0"
-        )));
+/// Qdrant's request validation of `CreateCollection` (the `range` rules of `lib/api/build.rs`),
+/// before anything else, with the broken rules in the message's field order.
+fn validate_create(request: &pb::CreateCollection) -> Result<(), StorageError> {
+    let mut validation = Validation::new();
+    hnsw_rules(&mut validation, request.hnsw_config.as_ref());
+    if let Some(wal) = &request.wal_config {
+        validation
+            .min_opt("wal_config.wal_capacity_mb", wal.wal_capacity_mb, 1)
+            .min_opt("wal_config.wal_retain_closed", wal.wal_retain_closed, 1);
     }
-    Ok(value)
+    optimizer_rules(&mut validation, request.optimizers_config.as_ref());
+    validation
+        .min_opt("shard_number", request.shard_number.map(u64::from), 1)
+        .min_opt(
+            "replication_factor",
+            request.replication_factor.map(u64::from),
+            1,
+        )
+        .min_opt(
+            "write_consistency_factor",
+            request.write_consistency_factor.map(u64::from),
+            1,
+        )
+        .finish()
+}
+
+/// Qdrant's request validation of `UpdateCollection`, likewise.
+fn validate_update(
+    optimizers: Option<&pb::OptimizersConfigDiff>,
+    params: Option<&pb::CollectionParamsDiff>,
+    hnsw: Option<&pb::HnswConfigDiff>,
+) -> Result<(), StorageError> {
+    let mut validation = Validation::new();
+    optimizer_rules(&mut validation, optimizers);
+    if let Some(params) = params {
+        validation
+            .min_opt(
+                "params.replication_factor",
+                params.replication_factor.map(u64::from),
+                1,
+            )
+            .min_opt(
+                "params.write_consistency_factor",
+                params.write_consistency_factor.map(u64::from),
+                1,
+            );
+    }
+    hnsw_rules(&mut validation, hnsw);
+    validation.finish()
+}
+
+fn hnsw_rules(validation: &mut Validation, hnsw: Option<&pb::HnswConfigDiff>) {
+    if let Some(hnsw) = hnsw {
+        validation.min_opt("hnsw_config.ef_construct", hnsw.ef_construct, 4);
+    }
+}
+
+fn optimizer_rules(validation: &mut Validation, optimizers: Option<&pb::OptimizersConfigDiff>) {
+    let Some(optimizers) = optimizers else {
+        return;
+    };
+    if let Some(threshold) = optimizers.deleted_threshold
+        && !(0.0..=1.0).contains(&threshold)
+    {
+        validation.fail_with(
+            "optimizers_config.deleted_threshold",
+            threshold,
+            "must be from 0.0 to 1.0".to_owned(),
+        );
+    }
+    validation
+        .min_opt(
+            "optimizers_config.vacuum_min_vector_number",
+            optimizers.vacuum_min_vector_number,
+            100,
+        )
+        .min_opt(
+            "optimizers_config.max_segment_size",
+            optimizers.max_segment_size,
+            1,
+        );
 }
 
 #[allow(deprecated)]
@@ -382,6 +457,11 @@ impl CollectionUpdate {
             metadata,
         } = request;
 
+        validate_update(
+            optimizers_config.as_ref(),
+            params.as_ref(),
+            hnsw_config.as_ref(),
+        )?;
         if optimizers_config
             .as_ref()
             .is_some_and(|diff| diff.memmap_threshold.is_some())
@@ -389,8 +469,6 @@ impl CollectionUpdate {
             return Err(unsupported(UPDATE, "optimizers_config.memmap_threshold"));
         }
         if let Some(params) = &params {
-            non_zero("replication_factor", params.replication_factor)?;
-            non_zero("write_consistency_factor", params.write_consistency_factor)?;
             if params.on_disk_payload.is_some() {
                 return Err(unsupported(UPDATE, "params.on_disk_payload"));
             }
@@ -545,11 +623,17 @@ fn edge_config(
         .and_then(|c| c.config.as_ref())
     {
         Some(pb::vectors_config::Config::Params(params)) => {
-            vectors.insert(String::new(), vector_params(params, &hnsw)?);
+            vectors.insert(
+                String::new(),
+                vector_params(params, &hnsw, "vectors_config.config")?,
+            );
         }
         Some(pb::vectors_config::Config::ParamsMap(map)) => {
             for (name, params) in &map.map {
-                vectors.insert(name.clone(), vector_params(params, &hnsw)?);
+                vectors.insert(
+                    name.clone(),
+                    vector_params(params, &hnsw, "vectors_config.params")?,
+                );
             }
         }
         None => {}
@@ -622,13 +706,15 @@ fn edge_config(
 }
 
 #[allow(deprecated)]
+/// `path` is where Qdrant's request validation says the parameters are.
 fn vector_params(
     params: &pb::VectorParams,
     global_hnsw: &HnswIndexConfig,
+    path: &str,
 ) -> Result<EdgeVectorParams, StorageError> {
     if !(1..=65536).contains(&params.size) {
         return Err(StorageError::invalid_argument(format!(
-            "Validation error in body: [vectors_config.params.size: value {} invalid, must be from 1 to 65536]",
+            "Validation error in body: [{path}.size: value {} invalid, must be from 1 to 65536]",
             params.size
         )));
     }
@@ -886,7 +972,10 @@ fn collection_config(config: &EdgeConfig, settings: CollectionSettings) -> pb::C
             &global_hnsw,
         )))
     } else if config.vectors.is_empty() {
-        None
+        // Qdrant reports a collection without dense vectors with an empty map.
+        Some(pb::vectors_config::Config::ParamsMap(pb::VectorParamsMap {
+            map: HashMap::new(),
+        }))
     } else {
         Some(pb::vectors_config::Config::ParamsMap(pb::VectorParamsMap {
             map: config
@@ -953,7 +1042,12 @@ fn collection_config(config: &EdgeConfig, settings: CollectionSettings) -> pb::C
             default_segment_number: Some(optimizers.default_segment_number.unwrap_or(0) as u64),
             max_segment_size: optimizers.max_segment_size.map(|size| size as u64),
             memmap_threshold: None,
-            indexing_threshold: Some(optimizers.get_indexing_threshold_kb() as u64),
+            // As set (0 turns indexing off), not as the engine resolves it.
+            indexing_threshold: Some(
+                optimizers
+                    .indexing_threshold
+                    .map_or(optimizers.get_indexing_threshold_kb(), |kb| kb) as u64,
+            ),
             flush_interval_sec: Some(
                 settings
                     .flush_interval_sec

@@ -142,19 +142,23 @@ fn field_condition(field: pb::FieldCondition) -> Result<FieldCondition, StorageE
         r#match: r#match.map(match_from_pb).transpose()?,
         range,
         geo_bounding_box: geo_bounding_box
-            .map(|bbox| -> Result<_, StorageError> {
-                Ok(GeoBoundingBox {
-                    top_left: geo_point(bbox.top_left)?,
-                    bottom_right: geo_point(bbox.bottom_right)?,
-                })
+            .map(|bbox| match (bbox.top_left, bbox.bottom_right) {
+                (Some(top_left), Some(bottom_right)) => Ok(GeoBoundingBox {
+                    top_left: filter_point(top_left),
+                    bottom_right: filter_point(bottom_right),
+                }),
+                _ => Err(StorageError::invalid_argument(
+                    "Malformed GeoBoundingBox type",
+                )),
             })
             .transpose()?,
         geo_radius: geo_radius
-            .map(|radius| -> Result<_, StorageError> {
-                Ok(GeoRadius {
-                    center: geo_point(radius.center)?,
+            .map(|radius| match radius.center {
+                Some(center) => Ok(GeoRadius {
+                    center: filter_point(center),
                     radius: OrderedFloat(f64::from(radius.radius)),
-                })
+                }),
+                None => Err(StorageError::invalid_argument("Malformed GeoRadius type")),
             })
             .transpose()?,
         geo_polygon: geo_polygon.map(polygon).transpose()?,
@@ -234,6 +238,15 @@ fn datetime(timestamp: prost_types::Timestamp) -> Result<DateTimeWrapper, Storag
         .ok_or_else(|| StorageError::bad_input("Timestamp is out of range"))
 }
 
+/// A point of a geo condition, taken as given like Qdrant does: one off the globe matches
+/// nothing rather than failing the request.
+fn filter_point(point: pb::GeoPoint) -> GeoPoint {
+    GeoPoint {
+        lon: OrderedFloat(point.lon),
+        lat: OrderedFloat(point.lat),
+    }
+}
+
 pub(crate) fn geo_point(point: Option<pb::GeoPoint>) -> Result<GeoPoint, StorageError> {
     let point = point.ok_or_else(|| StorageError::invalid_argument("Geo point is missing"))?;
     GeoPoint::new(point.lon, point.lat).map_err(|err| StorageError::bad_input(err.to_string()))
@@ -251,9 +264,9 @@ fn line_string(line: pb::GeoLineString) -> Result<GeoLineString, StorageError> {
 }
 
 fn polygon(polygon: pb::GeoPolygon) -> Result<GeoPolygon, StorageError> {
-    let exterior = polygon
-        .exterior
-        .ok_or_else(|| StorageError::invalid_argument("Geo polygon must have an exterior"))?;
+    let exterior = polygon.exterior.ok_or_else(|| {
+        StorageError::invalid_argument("Malformed GeoPolygon type - field `exterior` is required")
+    })?;
     let interiors = polygon
         .interiors
         .into_iter()

@@ -10,42 +10,62 @@ use qdrant_edge::{
 use super::convert::{json_path, memory_from_pb};
 use crate::storage::StorageError;
 
-/// The schema of a new payload index. `None` when neither a type nor parameters are given: the
-/// engine then infers the type from stored values, or answers that it cannot.
+/// The schema of a new payload index, checked as Qdrant's `convert_field_type`
+/// (`src/tonic/api/update_common.rs`) checks it: `field_type` is required; with index
+/// parameters, they must be of that type. `None` for a `field_type` this API version does not
+/// know and no parameters: the engine then infers the type from stored values, or answers that
+/// it cannot.
 pub(crate) fn field_schema(
     field_type: Option<i32>,
     params: Option<pb::PayloadIndexParams>,
 ) -> Result<Option<PayloadFieldSchema>, StorageError> {
-    let field_type = field_type.map(schema_type).transpose()?;
-    let Some(params) = params.and_then(|p| p.index_params) else {
-        return Ok(field_type.map(PayloadFieldSchema::FieldType));
-    };
-    let params = schema_params(params)?;
-    if let Some(field_type) = field_type
-        && field_type != params.kind()
-    {
-        return Err(StorageError::bad_input(format!(
-            "field_type {} does not match the index parameters given ({})",
-            field_type.name(),
-            params.kind().name()
-        )));
+    let field_type =
+        field_type.ok_or_else(|| StorageError::invalid_argument("cannot convert field_type"))?;
+    let field_type = pb::FieldType::try_from(field_type).ok();
+    match (field_type, params.and_then(|p| p.index_params)) {
+        (Some(field_type), Some(params)) => {
+            if params_type(&params) != field_type {
+                return Err(StorageError::invalid_argument(format!(
+                    "field_type ({field_type:?}) and field_index_params do not match"
+                )));
+            }
+            Ok(Some(PayloadFieldSchema::FieldParams(schema_params(
+                params,
+            )?)))
+        }
+        (Some(field_type), None) => {
+            Ok(Some(PayloadFieldSchema::FieldType(schema_type(field_type))))
+        }
+        (None, Some(_)) => Err(StorageError::invalid_argument("field type is missing")),
+        (None, None) => Ok(None),
     }
-    Ok(Some(PayloadFieldSchema::FieldParams(params)))
 }
 
-fn schema_type(field_type: i32) -> Result<PayloadSchemaType, StorageError> {
-    match pb::FieldType::try_from(field_type) {
-        Ok(pb::FieldType::Keyword) => Ok(PayloadSchemaType::Keyword),
-        Ok(pb::FieldType::Integer) => Ok(PayloadSchemaType::Integer),
-        Ok(pb::FieldType::Float) => Ok(PayloadSchemaType::Float),
-        Ok(pb::FieldType::Geo) => Ok(PayloadSchemaType::Geo),
-        Ok(pb::FieldType::Text) => Ok(PayloadSchemaType::Text),
-        Ok(pb::FieldType::Bool) => Ok(PayloadSchemaType::Bool),
-        Ok(pb::FieldType::Datetime) => Ok(PayloadSchemaType::Datetime),
-        Ok(pb::FieldType::Uuid) => Ok(PayloadSchemaType::Uuid),
-        Err(_) => Err(StorageError::invalid_argument(format!(
-            "Unknown field type: {field_type}"
-        ))),
+/// The field type that index parameters are for.
+fn params_type(params: &pb::payload_index_params::IndexParams) -> pb::FieldType {
+    use pb::payload_index_params::IndexParams as P;
+    match params {
+        P::KeywordIndexParams(_) => pb::FieldType::Keyword,
+        P::IntegerIndexParams(_) => pb::FieldType::Integer,
+        P::FloatIndexParams(_) => pb::FieldType::Float,
+        P::GeoIndexParams(_) => pb::FieldType::Geo,
+        P::TextIndexParams(_) => pb::FieldType::Text,
+        P::BoolIndexParams(_) => pb::FieldType::Bool,
+        P::DatetimeIndexParams(_) => pb::FieldType::Datetime,
+        P::UuidIndexParams(_) => pb::FieldType::Uuid,
+    }
+}
+
+fn schema_type(field_type: pb::FieldType) -> PayloadSchemaType {
+    match field_type {
+        pb::FieldType::Keyword => PayloadSchemaType::Keyword,
+        pb::FieldType::Integer => PayloadSchemaType::Integer,
+        pb::FieldType::Float => PayloadSchemaType::Float,
+        pb::FieldType::Geo => PayloadSchemaType::Geo,
+        pb::FieldType::Text => PayloadSchemaType::Text,
+        pb::FieldType::Bool => PayloadSchemaType::Bool,
+        pb::FieldType::Datetime => PayloadSchemaType::Datetime,
+        pb::FieldType::Uuid => PayloadSchemaType::Uuid,
     }
 }
 

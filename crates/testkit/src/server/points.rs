@@ -56,6 +56,10 @@ impl Points for QdrantApi {
         let request = request.into_inner();
         no_shard_keys(request.shard_key_selector.as_ref())?;
         let collection = self.storage().get(&request.collection_name)?;
+        if request.points.is_empty() {
+            return Err(empty_update().into());
+        }
+        check_no_empty_dense_vector(&request.points)?;
         let operation = upsert_operation(
             &collection.shard().config(),
             request.points,
@@ -179,11 +183,17 @@ impl Points for QdrantApi {
     ) -> Result<Response<pb::PointsOperationResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
+        // Qdrant's order: request validation, the schema, then the collection.
+        Validation::new()
+            .not_empty("field_name", &request.field_name)
+            .finish()?;
+        let field_schema = field_schema(request.field_type, request.field_index_params)?;
+        let field_name = json_path(&request.field_name)?;
         let collection = self.storage().get(&request.collection_name)?;
         let operation =
             UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
-                field_name: json_path(&request.field_name)?,
-                field_schema: field_schema(request.field_type, request.field_index_params)?,
+                field_name,
+                field_schema,
             }));
         let result = apply(&collection, vec![operation], request.wait).await?;
         Ok(operation_response(result, started))
@@ -337,8 +347,18 @@ impl Points for QdrantApi {
     ) -> Result<Response<pb::ScrollResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
+        Validation::new()
+            .min_opt("limit", request.limit.map(u64::from), 1)
+            .finish()?;
         no_shard_keys(request.shard_key_selector.as_ref())?;
         let collection = self.storage().get(&request.collection_name)?;
+        if request.offset.is_some() && request.order_by.is_some() {
+            // Qdrant's wording (`LocalShard::scroll_by`); the engine words it otherwise.
+            return Err(StorageError::bad_input(
+                "Cannot use an `offset` when using `order_by`. The alternative for paging is to use `order_by.start_from` and a filter to exclude the IDs that you've already seen for the `order_by.start_from` value",
+            )
+            .into());
+        }
         let scroll = ScrollRequest {
             offset: request.offset.map(point_id).transpose()?,
             limit: Some(request.limit.map_or(DEFAULT_LIMIT, |l| l as usize)),
@@ -518,6 +538,13 @@ impl Points for QdrantApi {
     ) -> Result<Response<pb::UpdateBatchResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
+        if request.operations.is_empty() {
+            // `length(min = 1)`, worded by the validator as for a string.
+            return Err(StorageError::invalid_argument(
+                "Validation error in body: [operations: value [] invalid, must be at least 1 characters]",
+            )
+            .into());
+        }
         let collection = self.storage().get(&request.collection_name)?;
         let operations = {
             let config = collection.shard().config();
@@ -541,9 +568,9 @@ impl Points for QdrantApi {
     ) -> Result<Response<pb::QueryResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
-        Validation::new()
-            .min_opt("limit", request.limit, 1)
-            .finish()?;
+        let mut validation = Validation::new();
+        prefetch_limits(&mut validation, "", &request.prefetch);
+        validation.min_opt("limit", request.limit, 1).finish()?;
         let name = request.collection_name.clone();
         let plan = query_plan(request)?;
         let mut results = self.run_plans(&name, vec![plan]).await?;
@@ -639,8 +666,17 @@ impl Points for QdrantApi {
         let request = request.into_inner();
         no_shard_keys(request.shard_key_selector.as_ref())?;
         let collection = self.storage().get(&request.collection_name)?;
+        let key = json_path(&request.key)?;
+        if request.limit == Some(0) {
+            // Qdrant answers no hits without looking for an index.
+            return Ok(Response::new(pb::FacetResponse {
+                hits: Vec::new(),
+                time: started.elapsed().as_secs_f64(),
+                usage: None,
+            }));
+        }
         let facet = FacetRequest {
-            key: json_path(&request.key)?,
+            key,
             limit: request.limit.map_or(DEFAULT_LIMIT, |l| l as usize),
             filter: filter_opt(request.filter)?,
             exact: request.exact.unwrap_or(false),
@@ -938,7 +974,9 @@ fn operation_response(
     Response::new(pb::PointsOperationResponse {
         result: results.pop(),
         time: started.elapsed().as_secs_f64(),
-        usage: None,
+        // Qdrant answers a point write with a usage that reports nothing (no hardware or
+        // inference accounting by default); reads carry none.
+        usage: Some(pb::Usage::default()),
     })
 }
 
@@ -959,13 +997,69 @@ enum Selection {
     Filter(Filter),
 }
 
-fn selection(selector: Option<pb::PointsSelector>) -> Result<Selection, StorageError> {
+/// Qdrant's check of an upsert's unnamed dense vectors (the REST schema's, which the gRPC
+/// points are converted to): none may be empty.
+#[allow(deprecated)] // The pre-1.16 `data` field still carries vectors from older clients.
+fn check_no_empty_dense_vector(points: &[pb::PointStruct]) -> Result<(), StorageError> {
+    use pb::vector::Vector as V;
+    use pb::vectors::VectorsOptions;
+    for (i, point) in points.iter().enumerate() {
+        let Some(VectorsOptions::Vector(vector)) = point
+            .vectors
+            .as_ref()
+            .and_then(|v| v.vectors_options.as_ref())
+        else {
+            continue;
+        };
+        let empty = match &vector.vector {
+            Some(V::Dense(dense)) => dense.data.is_empty(),
+            Some(_) => false,
+            None => vector.data.is_empty() && vector.indices.is_none(),
+        };
+        if empty {
+            return Err(StorageError::bad_input(format!(
+                "points[{i}].vector.vector: dense vector must not be empty"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `PrefetchQuery.limit`'s `range(min = 1)`, for each prefetch at any depth, at Qdrant's paths
+/// (`prefetch[0].prefetch[1].limit`).
+fn prefetch_limits(validation: &mut Validation, path: &str, prefetches: &[pb::PrefetchQuery]) {
+    for (i, prefetch) in prefetches.iter().enumerate() {
+        let path = format!("{path}prefetch[{i}]");
+        prefetch_limits(validation, &format!("{path}."), &prefetch.prefetch);
+        validation.min_opt(&format!("{path}.limit"), prefetch.limit, 1);
+    }
+}
+
+/// Qdrant's answer to an update of no point ids (or no points): it splits the ids by shard and
+/// finds no update to run (`Collection::update_from_client`).
+fn empty_update() -> StorageError {
+    StorageError::bad_request("Empty update request")
+}
+
+/// What Qdrant answers when an update has no `points_selector`: `delete` and `clear_payload`
+/// say one thing, the payload and vector updates (`extract_points_selector`) another.
+const SELECTOR_MISSING: &str = "PointSelector is missing";
+const SELECTOR_EXPECTED: &str = "points_selector is expected";
+
+fn selection(
+    selector: Option<pb::PointsSelector>,
+    missing: &str,
+) -> Result<Selection, StorageError> {
     use pb::points_selector::PointsSelectorOneOf as S;
-    match selector.and_then(|s| s.points_selector_one_of) {
+    let Some(selector) = selector else {
+        return Err(StorageError::invalid_argument(missing));
+    };
+    match selector.points_selector_one_of {
+        Some(S::Points(list)) if list.ids.is_empty() => Err(empty_update()),
         Some(S::Points(list)) => point_ids(list.ids).map(Selection::Ids),
         Some(S::Filter(filter)) => filter_from_pb(filter).map(Selection::Filter),
         None => Err(StorageError::invalid_argument(
-            "Either a list of point ids or a filter must be provided",
+            "Malformed PointsSelector type",
         )),
     }
 }
@@ -979,14 +1073,15 @@ fn upsert_operation(
     let points = points
         .into_iter()
         .map(|point| {
-            let id = point
-                .id
-                .ok_or_else(|| StorageError::invalid_argument("Point id is missing"))
-                .and_then(point_id)?;
+            // Qdrant's order (`TryFrom<PointStruct>`): vectors, then the id.
             let vectors = point
                 .vectors
                 .ok_or_else(|| StorageError::invalid_argument("Expected some vectors"))?;
             let vector = vectors_from_pb(vectors)?;
+            let id = point
+                .id
+                .ok_or_else(|| StorageError::invalid_argument("Empty ID is not allowed"))
+                .and_then(point_id)?;
             check_point_vectors(config, &vector)?;
             Ok(PointStructPersisted {
                 id,
@@ -1021,7 +1116,7 @@ fn upsert_operation(
 }
 
 fn delete_operation(selector: Option<pb::PointsSelector>) -> Result<UpdateOperation, StorageError> {
-    let operation = match selection(selector)? {
+    let operation = match selection(selector, SELECTOR_MISSING)? {
         Selection::Ids(ids) => PointOperations::DeletePoints { ids },
         Selection::Filter(filter) => PointOperations::DeletePointsByFilter(filter),
     };
@@ -1033,16 +1128,19 @@ fn update_vectors_operation(
     points: Vec<pb::PointVectors>,
     update_filter: Option<pb::Filter>,
 ) -> Result<UpdateOperation, StorageError> {
+    if points.is_empty() {
+        return Err(empty_update());
+    }
     let points = points
         .into_iter()
         .map(|point| {
             let id = point
                 .id
-                .ok_or_else(|| StorageError::invalid_argument("Point id is missing"))
+                .ok_or_else(|| StorageError::invalid_argument("id is expected"))
                 .and_then(point_id)?;
             let vectors = point
                 .vectors
-                .ok_or_else(|| StorageError::invalid_argument("Point vectors are missing"))?;
+                .ok_or_else(|| StorageError::invalid_argument("vectors is expected"))?;
             let vector = vectors_from_pb(vectors)?;
             check_point_vectors(config, &vector)?;
             Ok(PointVectorsPersisted { id, vector })
@@ -1064,7 +1162,7 @@ fn delete_vectors_operation(
         .map(|v| v.names)
         .filter(|names| !names.is_empty())
         .ok_or_else(|| StorageError::invalid_argument("Vector names to delete are missing"))?;
-    let operation = match selection(selector)? {
+    let operation = match selection(selector, SELECTOR_EXPECTED)? {
         Selection::Ids(ids) => VectorOperations::DeleteVectors(PointIdsList::from(ids), names),
         Selection::Filter(filter) => VectorOperations::DeleteVectorsByFilter(filter, names),
     };
@@ -1077,7 +1175,7 @@ fn set_payload_operation(
     key: Option<String>,
     overwrite: bool,
 ) -> Result<UpdateOperation, StorageError> {
-    let (points, filter) = match selection(selector)? {
+    let (points, filter) = match selection(selector, SELECTOR_EXPECTED)? {
         Selection::Ids(ids) => (Some(ids), None),
         Selection::Filter(filter) => (None, Some(filter)),
     };
@@ -1098,7 +1196,7 @@ fn delete_payload_operation(
     keys: Vec<String>,
     selector: Option<pb::PointsSelector>,
 ) -> Result<UpdateOperation, StorageError> {
-    let (points, filter) = match selection(selector)? {
+    let (points, filter) = match selection(selector, SELECTOR_EXPECTED)? {
         Selection::Ids(ids) => (Some(ids), None),
         Selection::Filter(filter) => (None, Some(filter)),
     };
@@ -1118,7 +1216,7 @@ fn clear_payload_operation(
     selector: Option<pb::PointsSelector>,
 ) -> Result<UpdateOperation, StorageError> {
     Ok(UpdateOperation::PayloadOperation(
-        match selection(selector)? {
+        match selection(selector, SELECTOR_MISSING)? {
             Selection::Ids(points) => PayloadOps::ClearPayload { points },
             Selection::Filter(filter) => PayloadOps::ClearPayloadByFilter(filter),
         },

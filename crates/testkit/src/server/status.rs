@@ -8,16 +8,14 @@ use crate::storage::StorageError;
 impl From<StorageError> for Status {
     fn from(err: StorageError) -> Self {
         let code = match &err {
-            StorageError::BadInput { .. } | StorageError::InvalidArgument { .. } => {
-                Code::InvalidArgument
-            }
+            StorageError::BadInput { .. }
+            | StorageError::BadRequest { .. }
+            | StorageError::InvalidArgument { .. } => Code::InvalidArgument,
             StorageError::AlreadyExists { .. } => Code::AlreadyExists,
             StorageError::NotFound { .. } => Code::NotFound,
             StorageError::ServiceError { .. } => Code::Internal,
             StorageError::Timeout { .. } => Code::DeadlineExceeded,
-            StorageError::Unimplemented { .. } | StorageError::StandaloneMode { .. } => {
-                Code::Unimplemented
-            }
+            StorageError::Unimplemented { .. } => Code::Unimplemented,
         };
         Status::new(code, err.to_string())
     }

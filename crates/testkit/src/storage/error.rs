@@ -32,9 +32,10 @@ pub(crate) enum StorageError {
     /// The testkit does not implement this part of the API.
     #[error("{description}")]
     Unimplemented { description: String },
-    /// The operation needs a cluster; like a single-node Qdrant, the testkit has none.
-    #[error("{description}")]
-    StandaloneMode { description: String },
+    /// The request cannot be served in this server's state: a cluster operation on a single
+    /// node (Qdrant's `BadRequest`).
+    #[error("Bad request: {description}")]
+    BadRequest { description: String },
 }
 
 impl StorageError {
@@ -62,11 +63,27 @@ impl StorageError {
         }
     }
 
-    /// Qdrant's answer to a cluster operation when cluster mode is off.
-    pub(crate) fn standalone_mode() -> Self {
-        Self::StandaloneMode {
-            description: "Qdrant is running in standalone mode".to_owned(),
+    /// Qdrant's answer to a cluster change or a shard-key change when cluster mode is off
+    /// (`do_update_collection_cluster`), checked before the collection is looked up.
+    pub(crate) fn distributed_mode_disabled() -> Self {
+        Self::BadRequest {
+            description: "Distributed mode disabled".to_owned(),
         }
+    }
+
+    /// A request Qdrant's collection layer refuses as such (`CollectionError::BadRequest`).
+    pub(crate) fn bad_request(description: impl Into<String>) -> Self {
+        Self::BadRequest {
+            description: description.into(),
+        }
+    }
+
+    /// Qdrant's request validation of a `collection_name` that is empty or longer than 255
+    /// characters (`length(min = 1, max = 255)`).
+    pub(crate) fn collection_name_length(name: &str) -> Self {
+        Self::invalid_argument(format!(
+            "Validation error in body: [collection_name: value {name:?} invalid, must be from 1 to 255 characters]"
+        ))
     }
 
     /// Qdrant's answer when a request names a collection that does not exist.

@@ -187,6 +187,10 @@ impl Storage {
     /// The collection named `name`, or that alias `name` points to, or Qdrant's "doesn't exist"
     /// error.
     pub(crate) fn get(&self, name: &str) -> Result<Arc<Collection>, StorageError> {
+        // Every request naming a collection is validated first in Qdrant.
+        if name.is_empty() || name.chars().count() > 255 {
+            return Err(StorageError::collection_name_length(name));
+        }
         let state = self.read();
         let name = state.resolve(name);
         state
@@ -483,9 +487,10 @@ impl Collection {
         Ok(())
     }
 
-    /// A new operation id for an update's `UpdateResult`, increasing per collection.
+    /// A new operation id for an update's `UpdateResult`, increasing per collection from 1, as
+    /// a new Qdrant collection's first update is operation 1.
     pub(crate) fn next_operation_id(&self) -> u64 {
-        self.last_operation_id.fetch_add(1, Ordering::Relaxed)
+        self.last_operation_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// The last optimizer failure, if the last run failed.

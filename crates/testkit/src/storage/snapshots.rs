@@ -12,8 +12,9 @@
 //! engine recovers it like a shard after a crash, replaying its WAL.
 //!
 //! A full snapshot is a tar of one fresh snapshot per collection plus a `config.json` mapping
-//! collections to their snapshot and aliases to their collection, as Qdrant's. Like Qdrant, making
-//! one leaves the per-collection snapshots in place.
+//! collections to their snapshot and aliases to their collection, as Qdrant's. Like Qdrant
+//! (`_do_create_full_snapshot` moves them into the archive), making one leaves no
+//! per-collection snapshot behind.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -195,15 +196,33 @@ fn snapshot_collection(
     store(&temp, &path)
 }
 
-/// Writes a full snapshot: a fresh snapshot of every collection, then the archive. Blocking.
+/// Writes a full snapshot: a fresh snapshot of every collection, then the archive, then removes
+/// those collection snapshots, whether or not the archive was written. Blocking.
 fn full_snapshot(
     collections: &[Arc<Collection>],
     aliases: &BTreeMap<String, String>,
     snapshots: &Path,
     peer_id: u64,
 ) -> Result<SnapshotInfo, StorageError> {
-    let mut mapping = serde_json::Map::new();
     let mut parts = Vec::new();
+    let archived = archive_collections(collections, aliases, snapshots, peer_id, &mut parts);
+    for part in parts {
+        let _ = fs::remove_file(checksum_path(&part));
+        let _ = fs::remove_file(part);
+    }
+    archived
+}
+
+/// Snapshots every collection, pushing each file to `parts` as it is made, and archives them
+/// as a full snapshot. Blocking.
+fn archive_collections(
+    collections: &[Arc<Collection>],
+    aliases: &BTreeMap<String, String>,
+    snapshots: &Path,
+    peer_id: u64,
+    parts: &mut Vec<PathBuf>,
+) -> Result<SnapshotInfo, StorageError> {
+    let mut mapping = serde_json::Map::new();
     for collection in collections {
         let snapshot = snapshot_collection(collection, snapshots, peer_id)?;
         mapping.insert(collection.name().to_owned(), json!(snapshot.name));
@@ -222,7 +241,7 @@ fn full_snapshot(
     let io_error = io_error(&path);
     let temp = temp_path(&path);
     let written = write_tar(&temp, |tar| {
-        for part in &parts {
+        for part in parts.iter() {
             let file_name = part.file_name().expect("a snapshot path ends in its name");
             tar.append_path_with_name(part, file_name)?;
         }

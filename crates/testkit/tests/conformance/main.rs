@@ -43,20 +43,66 @@ use qdrant_client::qdrant::{
 };
 use qdrant_tower_testkit::TestServer;
 use serde_json::{Value as Json, json};
-use tonic::Code;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+use tonic::{Code, Status};
 
 /// Upper bound of any single RPC, so a hang fails the test instead of stalling the binary.
 const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A full snapshot snapshots every collection of a server, and on a shared real Qdrant its
+/// collection snapshots show up in other tests' snapshot lists while it runs: the full snapshot
+/// test holds this for writing, tests that expect an exact snapshot list for reading.
+static FULL_SNAPSHOT: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+mod everyday;
 mod points;
 
 // ---------------------------------------------------------------------------------------------
 // Harness
 
-/// Where the tests send their requests: a fresh `TestServer`, or the Qdrant at `QDRANT_URL`.
+/// The channel the generated clients use: every request carries the target's API key, if any.
+type Conn = InterceptedService<Channel, ApiKey>;
+
+/// Sends an API key as the `api-key` metadata entry, as qdrant-client's `MetadataInterceptor`
+/// does. No `Debug`: the key must not reach any output.
+#[derive(Clone)]
+struct ApiKey(Option<MetadataValue<Ascii>>);
+
+impl ApiKey {
+    /// `QDRANT_API_KEY` when it is set and not empty.
+    fn from_env() -> Self {
+        Self(Self::env_string().map(|key| {
+            let mut value = MetadataValue::try_from(key)
+                .expect("QDRANT_API_KEY must be printable ASCII (its value is not shown)");
+            value.set_sensitive(true);
+            value
+        }))
+    }
+
+    /// `QDRANT_API_KEY` when it is set and not empty, as a string (for the high-level client).
+    fn env_string() -> Option<String> {
+        std::env::var("QDRANT_API_KEY")
+            .ok()
+            .filter(|key| !key.is_empty())
+    }
+}
+
+impl Interceptor for ApiKey {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(key) = &self.0 {
+            request.metadata_mut().insert("api-key", key.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Where the tests send their requests: a fresh `TestServer`, or the Qdrant at `QDRANT_URL`
+/// (with `QDRANT_API_KEY`, if set, on every request).
 struct Target {
-    channel: Channel,
+    channel: Conn,
     server: Option<TestServer>,
 }
 
@@ -64,7 +110,7 @@ impl Target {
     async fn new() -> Self {
         match std::env::var("QDRANT_URL") {
             Ok(url) if !url.is_empty() => Self {
-                channel: connect(url).await,
+                channel: connect_with(url, ApiKey::from_env()).await,
                 server: None,
             },
             _ => {
@@ -81,11 +127,11 @@ impl Target {
         self.server.is_some()
     }
 
-    fn collections(&self) -> CollectionsClient<Channel> {
+    fn collections(&self) -> CollectionsClient<Conn> {
         CollectionsClient::new(self.channel.clone())
     }
 
-    fn points(&self) -> PointsClient<Channel> {
+    fn points(&self) -> PointsClient<Conn> {
         PointsClient::new(self.channel.clone())
     }
 
@@ -156,14 +202,20 @@ impl Target {
     }
 }
 
-async fn connect(url: String) -> Channel {
-    Channel::from_shared(url)
-        .expect("valid url")
+/// A channel to a testkit server, which needs no API key.
+async fn connect(url: String) -> Conn {
+    connect_with(url, ApiKey(None)).await
+}
+
+async fn connect_with(url: String, key: ApiKey) -> Conn {
+    let channel = Channel::from_shared(url.clone())
+        .unwrap_or_else(|err| panic!("{url:?} is not a valid URL: {err}"))
         .timeout(RPC_TIMEOUT)
         .connect_timeout(RPC_TIMEOUT)
         .connect()
         .await
-        .expect("connect")
+        .unwrap_or_else(|err| panic!("cannot connect to {url}: {err}"));
+    InterceptedService::new(channel, key)
 }
 
 fn unique(prefix: &str) -> String {
