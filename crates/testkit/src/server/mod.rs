@@ -335,7 +335,9 @@ impl TestServerBuilder {
     /// `qdrant.Qdrant/HealthCheck` needs no key. An `api-key` header is used even when an
     /// `authorization` header is there too, and `Bearer` must be spelled so. A point write
     /// (upsert, delete, vectors, payload, batch, create field index) with the read-only key on
-    /// a missing collection answers `NOT_FOUND`, as Qdrant looks the collection up first.
+    /// a missing collection answers `NOT_FOUND`, as Qdrant looks the collection up first. One
+    /// difference: Qdrant validates a request before checking write access, so an invalid
+    /// write with the read-only key gets `INVALID_ARGUMENT` there and `PERMISSION_DENIED` here.
     /// Refused calls are recorded in the [`CallLog`] with [`Call::is_denied`](crate::Call::is_denied).
     ///
     /// The server keeps only a SHA-256 digest of the key and compares digests in constant

@@ -308,6 +308,38 @@ async fn a_crash_cuts_calls_in_flight_and_a_persistent_directory_recovers_too() 
     assert_eq!(count(&channel, "cut").await, 30);
 }
 
+#[tokio::test]
+async fn a_scenario_crashes_and_restarts_the_server() {
+    use qdrant_tower_testkit::scenario::{Scenario, Step};
+
+    let server = TestServer::start().await.unwrap();
+    let handle = server.handle();
+    let channel = connect(server.url()).await;
+    create(&channel, "timeline").await;
+    upsert(&channel, "timeline", points(0, 12)).await;
+
+    let ms = Duration::from_millis;
+    let scenario = Scenario::new()
+        .step(Step::new("crash", ms(20)).crash_server(&handle))
+        .step(Step::new("restart", ms(20)).restart_server(&handle))
+        .step(Step::new("stop", ms(20)).stop_server(&handle))
+        .step(Step::new("restart again", ms(20)).restart_server(&handle));
+    let mut running = Vec::new();
+    scenario
+        .run_with(|step| running.push((step.name().to_owned(), handle.is_running())))
+        .await;
+    let expected = [
+        ("crash", false),
+        ("restart", true),
+        ("stop", false),
+        ("restart again", true),
+    ]
+    .map(|(name, up)| (name.to_owned(), up));
+    assert_eq!(running, expected);
+    let channel = connect(server.url()).await;
+    assert_eq!(count(&channel, "timeline").await, 12);
+}
+
 // ---------------------------------------------------------------------------------------------
 // API keys
 
