@@ -584,8 +584,16 @@ async fn the_serve_binary_takes_api_keys() {
         .expect("the serve binary starts");
     let guard = KillOnDrop(&mut child);
     let stdout = guard.0.stdout.take().unwrap();
+    // Read stdout to its end on a thread of its own: a closed pipe would kill the server at its
+    // next line.
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
     let printed = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        let mut lines = lines.iter();
         let listening = lines.find(|line| line.contains("listening on")).unwrap();
         let keys = lines.find(|line| line.starts_with("API key")).unwrap();
         (listening, keys)
