@@ -63,7 +63,8 @@
 //!
 //! A server keeps its collections, points and aliases in its data directory:
 //! [`TestServer::stop`] and [`TestServer::restart`] bring it down and up again on the same
-//! address and data, and a server started on a persistent
+//! address and data, [`TestServer::crash`] kills it without a flush (the restart replays the
+//! WAL), a [`ServerHandle`] does all three from other tasks, and a server started on a persistent
 //! [`data_dir`](TestServerBuilder::data_dir) finds everything a previous one left. The
 //! `qdrant-tower-testkit` binary runs the same server standalone:
 //!
@@ -90,6 +91,6 @@ mod storage;
 
 pub use chaos::{ChaosProxy, Direction, DirectionToxics, ProxyStats, Toxics, Traffic};
 pub use error::TestkitError;
-pub use faults::{CallLog, Fault, FaultPlan, FaultRequest, FaultRule, Faults, Rpc, Trigger};
+pub use faults::{Call, CallLog, Fault, FaultPlan, FaultRequest, FaultRule, Faults, Rpc, Trigger};
 pub use scenario::{Scenario, Step};
-pub use server::{TestServer, TestServerBuilder};
+pub use server::{ServerHandle, TestServer, TestServerBuilder};

@@ -9,7 +9,13 @@
 //! gracefully: open calls finish, every collection is flushed to disk. With `--data`, a later
 //! `serve` on the same directory finds every collection, point and alias again; without it the
 //! data lives in a temporary directory removed on exit.
+//!
+//! `--api-key KEY` (or Qdrant's `QDRANT__SERVICE__API_KEY` variable) makes every call but the
+//! health check carry the key, in `api-key` or `authorization: Bearer`, and
+//! `--read-only-api-key KEY` (`QDRANT__SERVICE__READ_ONLY_API_KEY`) adds a key for reads only,
+//! answered as Qdrant answers them.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,16 +24,34 @@ use qdrant_tower_testkit::TestServer;
 
 const USAGE: &str = "\
 usage: qdrant-tower-testkit serve [--host ADDR] [--port PORT] [--data DIR] [--search-threads N]
+                                 [--api-key KEY] [--read-only-api-key KEY]
 
 Serves Qdrant's gRPC API (collections, points, snapshots) on an embedded qdrant-edge engine.
 
 options:
-  --host ADDR          address to listen on (default 127.0.0.1; no authentication: keep it local)
-  --port PORT          port to listen on (default 6334, Qdrant's gRPC port; 0 picks a free one)
-  --data DIR           keep collections in DIR across restarts (default: a temporary directory,
-                       removed on exit)
-  --search-threads N   search threads per collection (default 1)
-  -h, --help           print this help";
+  --host ADDR               address to listen on (default 127.0.0.1; without an API key anyone
+                            who reaches it may do anything: keep it local)
+  --port PORT               port to listen on (default 6334, Qdrant's gRPC port; 0 picks a free
+                            one)
+  --data DIR                keep collections in DIR across restarts (default: a temporary
+                            directory, removed on exit)
+  --search-threads N        search threads per collection (default 1)
+  --api-key KEY             require KEY on every call but the health check, in an `api-key`
+                            header or `authorization: Bearer KEY` (default: the
+                            QDRANT__SERVICE__API_KEY variable, else no key)
+  --read-only-api-key KEY   also accept KEY, for reads only (default: the
+                            QDRANT__SERVICE__READ_ONLY_API_KEY variable, else none)
+  -h, --help                print this help";
+
+/// A key from the command line: never printed.
+#[derive(PartialEq)]
+struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
@@ -36,6 +60,8 @@ struct Options {
     port: u16,
     data: Option<PathBuf>,
     search_threads: usize,
+    api_key: Option<Secret>,
+    read_only_api_key: Option<Secret>,
 }
 
 /// Parses `serve [options]`; `Ok(None)` means help was asked for.
@@ -52,6 +78,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
         port: 6334,
         data: None,
         search_threads: 1,
+        api_key: None,
+        read_only_api_key: None,
     };
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -95,15 +123,45 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
                     .parse()
                     .map_err(|_| format!("`--search-threads {threads}`: not a number"))?;
             }
+            "--api-key" | "--read-only-api-key" => {
+                let key = value("a key")?;
+                if key.is_empty() {
+                    return Err(format!("`{flag}` needs a non-empty key"));
+                }
+                let slot = match flag.as_str() {
+                    "--api-key" => &mut options.api_key,
+                    _ => &mut options.read_only_api_key,
+                };
+                *slot = Some(Secret(key));
+            }
             _ => return Err(format!("unknown argument `{arg}`")),
         }
     }
     Ok(Some(options))
 }
 
+/// Qdrant's variables for the keys, used when the command line gives none.
+fn keys_from_env(options: &mut Options) {
+    let from_env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|key| !key.is_empty())
+            .map(Secret)
+    };
+    if options.api_key.is_none() {
+        options.api_key = from_env("QDRANT__SERVICE__API_KEY");
+    }
+    if options.read_only_api_key.is_none() {
+        options.read_only_api_key = from_env("QDRANT__SERVICE__READ_ONLY_API_KEY");
+    }
+}
+
 fn main() -> ExitCode {
     let options = match parse(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
+        Ok(Some(mut options)) => {
+            keys_from_env(&mut options);
+            options
+        }
         Ok(None) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -127,12 +185,20 @@ fn main() -> ExitCode {
 }
 
 async fn serve(options: Options) -> ExitCode {
+    // Nobody reads a standalone server's call log: do not let it grow with every call.
     let mut builder = TestServer::builder()
         .host(options.host)
         .port(options.port)
-        .search_threads(options.search_threads);
+        .search_threads(options.search_threads)
+        .record_calls(false);
     if let Some(dir) = &options.data {
         builder = builder.data_dir(dir);
+    }
+    if let Some(Secret(key)) = &options.api_key {
+        builder = builder.api_key(key);
+    }
+    if let Some(Secret(key)) = &options.read_only_api_key {
+        builder = builder.read_only_api_key(key);
     }
     let server = match builder.start().await {
         Ok(server) => server,
@@ -142,6 +208,13 @@ async fn serve(options: Options) -> ExitCode {
         }
     };
     println!("qdrant-tower-testkit listening on {} (gRPC)", server.url());
+    let keys = match (&options.api_key, &options.read_only_api_key) {
+        (None, None) => "none (every call is allowed)",
+        (Some(_), None) => "required",
+        (Some(_), Some(_)) => "required (plus a read-only key)",
+        (None, Some(_)) => "read-only key only (no call may write)",
+    };
+    println!("API key: {keys}");
     match &options.data {
         Some(_) => println!("data directory: {}", server.data_dir().display()),
         None => println!(
@@ -205,7 +278,33 @@ mod tests {
                 port: 7000,
                 data: Some(PathBuf::from("/tmp/q")),
                 search_threads: 3,
+                api_key: None,
+                read_only_api_key: None,
             }
+        );
+    }
+
+    #[test]
+    fn api_keys_are_taken_and_never_printed() {
+        let options = parse(args(
+            "serve --api-key rw-secret --read-only-api-key=ro-secret",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(options.api_key, Some(Secret("rw-secret".to_owned())));
+        assert_eq!(
+            options.read_only_api_key,
+            Some(Secret("ro-secret".to_owned()))
+        );
+        let debug = format!("{options:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+        assert_eq!(
+            parse(args("serve --api-key")).unwrap_err(),
+            "`--api-key` needs a value (a key)"
+        );
+        assert_eq!(
+            parse(args("serve --api-key=")).unwrap_err(),
+            "`--api-key` needs a non-empty key"
         );
     }
 

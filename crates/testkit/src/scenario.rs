@@ -5,7 +5,8 @@
 //! A [`Scenario`] is a list of [`Step`]s. Each step has a name, a duration and actions that run
 //! when it starts: install a [`FaultPlan`] ([`Step::faults`]), clear it, change the proxy's
 //! toxics ([`Step::proxy`]), refuse connections ([`Step::refuse`]), reset them
-//! ([`Step::reset_connections`]), or anything else ([`Step::action`],
+//! ([`Step::reset_connections`]), crash, stop or restart the server ([`Step::crash_server`],
+//! [`Step::stop_server`], [`Step::restart_server`]), or anything else ([`Step::action`],
 //! [`Step::action_async`]). [`Scenario::run`] plays the steps in order, each starting exactly
 //! its predecessors' durations after the start (no drift), and returns when the last one has
 //! lasted its time. It changes nothing on its own at the end: end with a recovery step that
@@ -55,6 +56,7 @@ use tokio::time::Instant;
 
 use crate::chaos::{ChaosProxy, Toxics};
 use crate::faults::{FaultPlan, Faults};
+use crate::server::ServerHandle;
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 type ActionFn = Arc<dyn Fn() -> BoxFuture + Send + Sync>;
@@ -177,6 +179,39 @@ impl Step {
         self.action_async(move || {
             let proxy = proxy.clone();
             async move { proxy.reset_all().await }
+        })
+    }
+
+    /// Crashes the server as [`ServerHandle::crash`] does: connections cut, no flush. Follow
+    /// with a step that [`restart_server`](Self::restart_server)s it.
+    pub fn crash_server(self, server: &ServerHandle) -> Self {
+        let server = server.clone();
+        self.action_async(move || {
+            let server = server.clone();
+            async move { server.crash().await }
+        })
+    }
+
+    /// Stops the server gracefully, as [`ServerHandle::stop`] does.
+    pub fn stop_server(self, server: &ServerHandle) -> Self {
+        let server = server.clone();
+        self.action_async(move || {
+            let server = server.clone();
+            async move { server.stop().await }
+        })
+    }
+
+    /// Starts the server again on its address and data, as [`ServerHandle::restart`] does
+    /// (after a crash, replaying the WAL). A failure (the port taken meanwhile) is logged.
+    pub fn restart_server(self, server: &ServerHandle) -> Self {
+        let server = server.clone();
+        self.action_async(move || {
+            let server = server.clone();
+            async move {
+                if let Err(err) = server.restart().await {
+                    tracing::warn!(%err, "the test server could not restart");
+                }
+            }
         })
     }
 

@@ -218,6 +218,8 @@ mod tests {
         let metadata = MetadataMap::new();
         let message = SearchPoints::default();
         let call = FaultRequest {
+            id: 1,
+            connection_id: 1,
             rpc,
             collection: Some(collection),
             message: &message,
@@ -351,6 +353,8 @@ mod tests {
         let upsert = UpsertPoints::default();
         let call = |message: &(dyn std::any::Any + Send + Sync)| {
             let call = FaultRequest {
+                id: 1,
+                connection_id: 1,
                 rpc: Rpc::Search,
                 collection: Some("a"),
                 message,
@@ -374,6 +378,8 @@ mod tests {
         let metadata = MetadataMap::new();
         let message = UpsertPoints::default();
         let call = FaultRequest {
+            id: 1,
+            connection_id: 1,
             rpc: Rpc::Upsert,
             collection: Some("a"),
             message: &message,

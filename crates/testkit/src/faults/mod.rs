@@ -11,7 +11,8 @@
 //! [`Faults`] handle ([`TestServer::faults`](crate::TestServer::faults)) to another task or to
 //! a [`Scenario`](crate::scenario::Scenario). The server's [`CallLog`]
 //! ([`TestServer::calls`](crate::TestServer::calls)) records every call that reached it, faulted
-//! or not, with its arrival time on tokio's clock.
+//! or not, as a [`Call`]: its arrival time on tokio's clock, its request and connection ids, the
+//! decoded request.
 //!
 //! | Fault | Constructor | What the client sees |
 //! |---|---|---|
@@ -93,7 +94,7 @@
 //! the [`Rpc`] table), which records the call, asks the plan, and acts: a status or a hang
 //! skips the handler; a delay sleeps on tokio's clock first; "apply, then fail" runs the
 //! handler and throws its answer away. To drop a connection, the server accepts its own TCP
-//! connections and registers each by peer address with a kill switch; the handler kills the
+//! connections and registers each under a connection id with a kill switch; the handler kills the
 //! caller's, every later read and write on it fails, and hyper closes the socket. The
 //! client's calls on that connection fail as a broken connection, which a client cannot tell
 //! from a crash after the write: the request may have been applied.
@@ -107,7 +108,8 @@ pub(crate) mod plan;
 mod rpc;
 
 pub use active::Faults;
-pub use calls::CallLog;
+pub(crate) use calls::CallRecord;
+pub use calls::{Call, CallLog};
 pub use plan::{
     Fault, FaultPlan, FaultRequest, FaultRule, INSUFFICIENT_STORAGE_HEADER, RETRY_AFTER_HEADER,
     Trigger, parse_grpc_timeout,

@@ -291,7 +291,8 @@ fn unit_interval(seed: u64, n: u64) -> f64 {
 }
 
 /// What a [`FaultRule`]'s predicate sees of a call: the RPC, the collection, the decoded
-/// request message, the caller's address and metadata.
+/// request message, the caller's address and metadata, and the call's request and connection
+/// ids. A [`Call`](super::Call) in the [`CallLog`](super::CallLog) shows the same.
 ///
 /// ```
 /// use qdrant_client::qdrant::UpsertPoints;
@@ -304,6 +305,8 @@ fn unit_interval(seed: u64, n: u64) -> f64 {
 /// # let _ = rule;
 /// ```
 pub struct FaultRequest<'a> {
+    pub(crate) id: u64,
+    pub(crate) connection_id: u64,
     pub(crate) rpc: Rpc,
     pub(crate) collection: Option<&'a str>,
     pub(crate) message: &'a (dyn Any + Send + Sync),
@@ -312,6 +315,18 @@ pub struct FaultRequest<'a> {
 }
 
 impl<'a> FaultRequest<'a> {
+    /// The call's request id, as [`Call::id`](super::Call::id) will show it.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The id of the connection the call came on, as
+    /// [`Call::connection_id`](super::Call::connection_id) shows it: faults can pick one
+    /// connection.
+    pub fn connection_id(&self) -> u64 {
+        self.connection_id
+    }
+
     /// The RPC called.
     pub fn rpc(&self) -> Rpc {
         self.rpc
@@ -381,6 +396,8 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 impl fmt::Debug for FaultRequest<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FaultRequest")
+            .field("id", &self.id)
+            .field("connection_id", &self.connection_id)
             .field("rpc", &self.rpc)
             .field("collection", &self.collection)
             .field("remote_addr", &self.remote_addr)

@@ -1,10 +1,11 @@
 //! Connections the server owns, so a handler can tear down its caller's connection.
 //!
 //! tonic gives a handler no access to the socket it is answering on. So the server accepts its
-//! own connections: every `TcpStream` is wrapped in a [`TrackedStream`] and registered by peer
-//! address, with a kill switch, before hyper sees it. The wrapper reports the stream's
-//! `TcpConnectInfo`, so `Request::remote_addr()` still names the caller; a handler kills the
-//! connection registered under that address. A killed wrapper fails every later read and write
+//! own connections: every `TcpStream` is wrapped in a [`TrackedStream`] and registered under a
+//! connection id (1, 2, 3… per server, across restarts), with a kill switch, before hyper sees
+//! it. The wrapper reports a [`ConnInfo`] (the id and the peer's address), which tonic puts in
+//! every request's extensions; a handler reads it and kills the connection registered under
+//! that id. A killed wrapper fails every later read and write
 //! with `ConnectionReset` and wakes the task that polls it, so hyper drops the connection at
 //! once (without a last GOAWAY, which it cannot write), the socket closes, and the client sees
 //! the connection break under its in-flight calls. No response written after the kill can
@@ -14,39 +15,51 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 
-/// The open connections, by peer address.
+/// What a request knows of its connection: tonic copies it into every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnInfo {
+    /// The server's id of the connection, from 1.
+    pub(crate) id: u64,
+    /// The client's address (through a proxy: the proxy's).
+    pub(crate) remote_addr: Option<SocketAddr>,
+}
+
+/// The open connections, by connection id. One registry serves a server across restarts, so
+/// ids are never reused.
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
-    open: Mutex<HashMap<SocketAddr, Arc<KillSwitch>>>,
+    open: Mutex<HashMap<u64, Arc<KillSwitch>>>,
+    last_id: AtomicU64,
 }
 
 impl Connections {
-    /// Wraps and registers an accepted stream.
+    /// Wraps and registers an accepted stream under a new id.
     pub(crate) fn track(self: &Arc<Self>, stream: TcpStream) -> TrackedStream {
         let switch = Arc::new(KillSwitch::default());
-        let peer = stream.peer_addr().ok();
-        if let Some(peer) = peer {
-            self.lock().insert(peer, Arc::clone(&switch));
-        }
+        let id = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
+        self.lock().insert(id, Arc::clone(&switch));
         TrackedStream {
+            info: ConnInfo {
+                id,
+                remote_addr: stream.peer_addr().ok(),
+            },
             inner: stream,
             switch,
-            peer,
             registry: Arc::downgrade(self),
         }
     }
 
-    /// Kills the connection from `peer`; false if there is none.
-    pub(crate) fn kill(&self, peer: SocketAddr) -> bool {
-        let switch = self.lock().get(&peer).cloned();
+    /// Kills connection `id`; false if it is not open.
+    pub(crate) fn kill(&self, id: u64) -> bool {
+        let switch = self.lock().get(&id).cloned();
         switch.map(|switch| switch.kill()).is_some()
     }
 
@@ -59,7 +72,7 @@ impl Connections {
         switches.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Arc<KillSwitch>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<KillSwitch>>> {
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -110,31 +123,24 @@ fn killed() -> io::Error {
 #[derive(Debug)]
 pub(crate) struct TrackedStream {
     inner: TcpStream,
+    info: ConnInfo,
     switch: Arc<KillSwitch>,
-    peer: Option<SocketAddr>,
     registry: Weak<Connections>,
 }
 
 impl Drop for TrackedStream {
     fn drop(&mut self) {
-        if let (Some(peer), Some(registry)) = (self.peer, self.registry.upgrade()) {
-            let mut open = registry.lock();
-            // The peer's port may already belong to a newer connection; remove only our own.
-            if open
-                .get(&peer)
-                .is_some_and(|switch| Arc::ptr_eq(switch, &self.switch))
-            {
-                open.remove(&peer);
-            }
+        if let Some(registry) = self.registry.upgrade() {
+            registry.lock().remove(&self.info.id);
         }
     }
 }
 
 impl Connected for TrackedStream {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = ConnInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+        self.info
     }
 }
 

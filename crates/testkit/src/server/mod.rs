@@ -5,10 +5,12 @@
 //! protobuf ↔ engine conversions, and `status` the error → `tonic::Status` mapping.
 
 mod api;
+mod auth;
 mod collections;
 mod conn;
 mod convert;
 mod filter;
+mod handle;
 mod index;
 mod intercept;
 mod plan;
@@ -17,6 +19,7 @@ mod snapshots;
 mod status;
 mod validate;
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +37,9 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use self::api::QdrantApi;
+use self::auth::{ApiKey, ApiKeys};
+use self::conn::Connections;
+pub use self::handle::ServerHandle;
 use self::intercept::{Hooks, Intercepted};
 use crate::TestkitError;
 use crate::faults::{CallLog, FaultPlan, Faults};
@@ -54,7 +60,8 @@ const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// `UNIMPLEMENTED` with a message naming the method.
 ///
 /// Use it wherever a test, an example or a bench needs a Qdrant without Docker. Do not use it
-/// as a production database: there is one shard per collection, no replication, no auth.
+/// as a production database: there is one shard per collection, no replication, and only
+/// Qdrant's static [API keys](TestServerBuilder::api_key) for authentication.
 ///
 /// Each server starts, per collection, one search thread pool of
 /// [`search_threads`](TestServerBuilder::search_threads) threads (default 1), so many servers can
@@ -63,11 +70,14 @@ const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Dropping the server stops it at once; [`shutdown`](TestServer::shutdown) stops it gracefully
 /// and flushes every collection to disk first. [`stop`](TestServer::stop) and
 /// [`restart`](TestServer::restart) take it down and bring it back on the same address and
-/// data, as a restarted Qdrant.
+/// data, as a restarted Qdrant; [`crash`](TestServer::crash) takes it down as a killed one, and
+/// the restart recovers from the WAL. A [`ServerHandle`] ([`handle`](TestServer::handle)) does
+/// all of that from other tasks.
 ///
-/// Every call passes through fault injection ([`set_faults`](TestServer::set_faults), see
-/// [`crate::faults`]) and is recorded in the [`calls`](TestServer::calls) log; with no plan
-/// installed that costs an atomic load and a short lock per call.
+/// Every call passes through the API key check (when [keys](TestServerBuilder::api_key) are
+/// set), fault injection ([`set_faults`](TestServer::set_faults), see [`crate::faults`]) and is
+/// recorded in the [`calls`](TestServer::calls) log; with no plan installed that costs an
+/// atomic load, a copy of the request and a short lock per call.
 ///
 /// # Example
 ///
@@ -86,15 +96,8 @@ const GRACEFUL_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct TestServer {
-    addr: SocketAddr,
-    root: Arc<DataRoot>,
-    settings: StorageSettings,
-    storage: Option<Arc<Storage>>,
-    hooks: Arc<Hooks>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    handle: ServerHandle,
 }
 
 impl TestServer {
@@ -106,9 +109,15 @@ impl TestServer {
         Self::builder().start().await
     }
 
-    /// A builder to choose the address, the data directory or the search threads.
+    /// A builder to choose the address, the data directory, the search threads or API keys.
     pub fn builder() -> TestServerBuilder {
         TestServerBuilder::default()
+    }
+
+    /// A cloneable handle to this server, to stop, crash and restart it, read its call log or
+    /// change its faults from other tasks. See [`ServerHandle`].
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
     }
 
     /// The address the server listens on: `127.0.0.1` (unless [`host`](TestServerBuilder::host)
@@ -116,48 +125,48 @@ impl TestServer {
     /// It stays the same across [`stop`](TestServer::stop) and
     /// [`restart`](TestServer::restart).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.handle.addr()
     }
 
     /// The URL to connect a client to, `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.handle.url()
     }
 
     /// The directory the collections are stored in. It stays the same across
     /// [`stop`](TestServer::stop) and [`restart`](TestServer::restart), and a temporary one is
-    /// removed only when the `TestServer` is dropped.
+    /// removed only when the `TestServer` (and every [`ServerHandle`]) is dropped.
     pub fn data_dir(&self) -> &Path {
-        self.root.path()
+        self.handle.data_dir()
     }
 
-    /// Whether the server is serving: true from the start until [`stop`](TestServer::stop), and
-    /// again after [`restart`](TestServer::restart).
+    /// Whether the server is serving: true from the start until [`stop`](TestServer::stop) or
+    /// [`crash`](TestServer::crash), and again after [`restart`](TestServer::restart).
     pub fn is_running(&self) -> bool {
-        self.storage.is_some()
+        self.handle.is_running()
     }
 
     /// Installs a fault plan, replacing the current one; its time windows and counters start
     /// now. See [`crate::faults`]. The plan survives [`restart`](TestServer::restart).
     pub fn set_faults(&self, plan: impl Into<FaultPlan>) {
-        self.hooks.faults.set(plan);
+        self.handle.set_faults(plan);
     }
 
     /// Removes the fault plan: every later call is served normally.
     pub fn clear_faults(&self) {
-        self.hooks.faults.clear();
+        self.handle.clear_faults();
     }
 
     /// A handle to this server's fault plan, to change it from another task (a
     /// [`Scenario`](crate::scenario::Scenario), a background workload…).
     pub fn faults(&self) -> Faults {
-        self.hooks.faults.clone()
+        self.handle.faults()
     }
 
-    /// The log of every call that reached this server's handlers. A handle: it keeps filling
-    /// as calls arrive, across restarts.
+    /// The log of every call that reached this server. A handle: it keeps filling as calls
+    /// arrive, across restarts. See [`CallLog`].
     pub fn calls(&self) -> CallLog {
-        self.hooks.calls.clone()
+        self.handle.calls()
     }
 
     /// Tears down every client connection open now, as a server crash or a network cut would;
@@ -165,7 +174,7 @@ impl TestServer {
     /// once; a call sent on an idle connection before its client noticed the cut fails too.
     /// Returns how many connections there were.
     pub fn drop_connections(&self) -> usize {
-        self.hooks.connections.kill_all()
+        self.handle.drop_connections()
     }
 
     /// Restores collection `collection` from a collection snapshot file that this testkit made
@@ -181,14 +190,7 @@ impl TestServer {
         collection: &str,
         snapshot: impl AsRef<Path>,
     ) -> Result<(), TestkitError> {
-        let storage = self
-            .storage
-            .as_ref()
-            .ok_or_else(|| TestkitError::Server("the server is stopped".to_owned()))?;
-        storage
-            .recover_snapshot(collection, snapshot.as_ref())
-            .await
-            .map_err(|err| TestkitError::Server(err.to_string()))
+        self.handle.recover_snapshot(collection, snapshot).await
     }
 
     /// Stops the server gracefully: it stops accepting connections, lets the open ones finish
@@ -198,80 +200,51 @@ impl TestServer {
     /// With a persistent [`data_dir`](TestServerBuilder::data_dir), a server started afterwards
     /// on the same directory finds every collection, point and alias again. Flush failures are
     /// logged with `tracing`; they do not stop the shutdown.
-    pub async fn shutdown(mut self) {
-        self.stop().await;
+    pub async fn shutdown(self) {
+        self.handle.stop().await;
     }
 
     /// Stops the server as [`shutdown`](TestServer::shutdown) does, but keeps its address and
     /// data directory (even a temporary one) for [`restart`](TestServer::restart): clients see
     /// a server going down and, after the restart, coming back with the same data, as with a
     /// restarted Qdrant. The fault plan and the call log are kept too. Stopping a stopped server
-    /// does nothing.
+    /// does nothing. [`ServerHandle::stop`] does the same from another task.
     pub async fn stop(&mut self) {
-        // Hung calls would hold their connections open until the drain timeout.
-        self.hooks.close();
-        if let Some(signal) = self.shutdown.take() {
-            let _ = signal.send(());
-        }
-        if let Some(mut task) = self.task.take() {
-            match tokio::time::timeout(GRACEFUL_SHUTDOWN_TIMEOUT, &mut task).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(err))) => tracing::warn!(%err, "testkit server stopped with an error"),
-                Ok(Err(err)) => tracing::warn!(%err, "testkit server task failed"),
-                Err(_) => {
-                    tracing::warn!("testkit server did not drain in time; closing connections");
-                    task.abort();
-                    let _ = task.await;
-                }
-            }
-        }
-        // Connections the server did not get to close (a drain cut short) go too.
-        self.hooks.connections.kill_all();
-        if let Some(storage) = self.storage.take() {
-            match tokio::task::spawn_blocking(move || storage.close()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::error!(%err, "flushing collections on shutdown failed"),
-                Err(err) => tracing::error!(%err, "closing collections on shutdown panicked"),
-            }
-        }
+        self.handle.stop().await;
+    }
+
+    /// Kills the server without a flush, as `kill -9` kills Qdrant; a later
+    /// [`restart`](TestServer::restart) recovers every acknowledged write from the WAL. See
+    /// [`ServerHandle::crash`].
+    pub async fn crash(&mut self) {
+        self.handle.crash().await;
     }
 
     /// Starts the server again on the same address and data directory, reloading every
     /// collection and alias; stops it first if it is running. Fails if the port was taken
-    /// in the meantime.
+    /// in the meantime. [`ServerHandle::restart`] does the same from another task.
     pub async fn restart(&mut self) -> Result<(), TestkitError> {
-        self.stop().await;
-        // Fresh connection tracking and shutdown signal; the same fault plan and call log.
-        let mut hooks = Hooks::new();
-        hooks.faults = self.hooks.faults.clone();
-        hooks.calls = self.hooks.calls.clone();
-        let running = serve(
-            Arc::clone(&self.root),
-            self.settings,
-            self.addr,
-            Arc::new(hooks),
-        )
-        .await?;
-        self.hooks = running.hooks;
-        self.storage = Some(running.storage);
-        self.shutdown = Some(running.shutdown);
-        self.task = Some(running.task);
-        Ok(())
+        self.handle.restart().await
+    }
+}
+
+impl fmt::Debug for TestServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr())
+            .field("data_dir", &self.data_dir())
+            .field("running", &self.is_running())
+            .finish_non_exhaustive()
     }
 }
 
 impl Drop for TestServer {
     /// Stops the server task without waiting for it. The collections are flushed and the
-    /// temporary directory removed when the task has released them, so reopen a persistent
-    /// directory only after [`shutdown`](TestServer::shutdown) or [`stop`](TestServer::stop).
+    /// temporary directory removed when the task (and every [`ServerHandle`]) has released them,
+    /// so reopen a persistent directory only after [`shutdown`](TestServer::shutdown) or
+    /// [`stop`](TestServer::stop).
     fn drop(&mut self) {
-        self.hooks.close();
-        if let Some(signal) = self.shutdown.take() {
-            let _ = signal.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.handle.shared.abandon();
     }
 }
 
@@ -298,6 +271,8 @@ pub struct TestServerBuilder {
     search_threads: usize,
     host: IpAddr,
     port: u16,
+    keys: ApiKeys,
+    record_calls: bool,
 }
 
 impl Default for TestServerBuilder {
@@ -307,6 +282,8 @@ impl Default for TestServerBuilder {
             search_threads: 1,
             host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 0,
+            keys: ApiKeys::default(),
+            record_calls: true,
         }
     }
 }
@@ -337,10 +314,74 @@ impl TestServerBuilder {
         self
     }
 
-    /// The address to listen on. Default: `127.0.0.1`. The server has no authentication: bind
-    /// it to other interfaces only on a network you trust.
+    /// The address to listen on. Default: `127.0.0.1`. Without an
+    /// [`api_key`](Self::api_key) anyone who reaches the port may do anything: bind other
+    /// interfaces only on a network you trust.
     pub fn host(mut self, host: IpAddr) -> Self {
         self.host = host;
+        self
+    }
+
+    /// Requires an API key on every call, as Qdrant's `service.api_key` does: calls must carry
+    /// `key` in an `api-key` header or as `authorization: Bearer <key>` (the read-only key
+    /// works for reads). Answers as Qdrant 1.18 does:
+    ///
+    /// | The call carries | Answer |
+    /// |---|---|
+    /// | no key | `UNAUTHENTICATED` "Must provide an API key or an Authorization bearer token" |
+    /// | another key | `UNAUTHENTICATED` "Invalid API key or JWT" |
+    /// | the [read-only key](Self::read_only_api_key), on a write | `PERMISSION_DENIED` "Forbidden: Global manage access is required" |
+    ///
+    /// `qdrant.Qdrant/HealthCheck` needs no key. An `api-key` header is used even when an
+    /// `authorization` header is there too, and `Bearer` must be spelled so. A point write
+    /// (upsert, delete, vectors, payload, batch, create field index) with the read-only key on
+    /// a missing collection answers `NOT_FOUND`, as Qdrant looks the collection up first. One
+    /// difference: Qdrant validates a request before checking write access, so an invalid
+    /// write with the read-only key gets `INVALID_ARGUMENT` there and `PERMISSION_DENIED` here.
+    /// Refused calls are recorded in the [`CallLog`] with [`Call::is_denied`](crate::Call::is_denied).
+    ///
+    /// The server keeps only a SHA-256 digest of the key and compares digests in constant
+    /// time; the key never appears in `Debug` output, logs or errors.
+    ///
+    /// ```
+    /// use qdrant_client::qdrant::ListCollectionsRequest;
+    /// use qdrant_client::qdrant::collections_client::CollectionsClient;
+    /// use qdrant_tower_testkit::TestServer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = TestServer::builder().api_key("s3cret").start().await?;
+    /// let channel = tonic::transport::Channel::from_shared(server.url())?.connect().await?;
+    /// let mut collections = CollectionsClient::new(channel);
+    ///
+    /// let status = collections.list(ListCollectionsRequest {}).await.unwrap_err();
+    /// assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    ///
+    /// let mut request = tonic::Request::new(ListCollectionsRequest {});
+    /// request.metadata_mut().insert("api-key", "s3cret".parse()?);
+    /// collections.list(request).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn api_key(mut self, key: impl AsRef<str>) -> Self {
+        self.keys.read_write = Some(ApiKey::new(key.as_ref()));
+        self
+    }
+
+    /// Also accepts `key` for reads only, as Qdrant's `service.read_only_api_key`: reads
+    /// pass, writes answer `PERMISSION_DENIED` "Forbidden: Global manage access is required".
+    /// Set alone (without [`api_key`](Self::api_key)), every call needs a key and no call may
+    /// write, as in Qdrant.
+    pub fn read_only_api_key(mut self, key: impl AsRef<str>) -> Self {
+        self.keys.read_only = Some(ApiKey::new(key.as_ref()));
+        self
+    }
+
+    /// Whether calls are recorded in the [`CallLog`]. Default: true. Each entry keeps a copy of
+    /// the decoded request; a long-running server (the standalone `serve` binary) turns this
+    /// off so that memory does not grow with every call.
+    pub fn record_calls(mut self, record: bool) -> Self {
+        self.record_calls = record;
         self
     }
 
@@ -355,21 +396,25 @@ impl TestServerBuilder {
         let settings = StorageSettings {
             search_threads: self.search_threads,
         };
+        let hooks = Hooks::new(
+            Faults::new(),
+            CallLog::new(),
+            Arc::new(Connections::default()),
+            Arc::new(self.keys),
+            self.record_calls,
+        );
         let running = serve(
             Arc::clone(&root),
             settings,
             SocketAddr::new(self.host, self.port),
-            Arc::new(Hooks::new()),
+            Arc::new(hooks.renewed()),
         )
         .await?;
+        let shared = handle::Shared::new(running.addr, root, settings, hooks, running);
         Ok(TestServer {
-            addr: running.addr,
-            root,
-            settings,
-            storage: Some(running.storage),
-            hooks: running.hooks,
-            shutdown: Some(running.shutdown),
-            task: Some(running.task),
+            handle: ServerHandle {
+                shared: Arc::new(shared),
+            },
         })
     }
 }

@@ -320,6 +320,59 @@ impl Storage {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Drops every collection as a killed process would: what the engine had written to its
+    /// files stays, what a flush would have added does not. Requests that still arrive find no
+    /// collection.
+    ///
+    /// `EdgeShard` flushes when dropped, and must be dropped to release its WAL lock. So this
+    /// waits (boundedly) until no request or optimizer run holds a collection, copies the
+    /// collections' files as they are (the crash image), drops the shards, which flush into the
+    /// live files, and then replaces those with the image.
+    pub(crate) async fn crash(self: &Arc<Self>) -> Result<(), StorageError> {
+        // No create, delete or snapshot is half done in the image.
+        let _lifecycle = self.lifecycle.lock().await;
+        let storage = Arc::clone(self);
+        run_blocking(move || storage.crash_now()).await
+    }
+
+    fn crash_now(&self) -> Result<(), StorageError> {
+        let collections = {
+            let mut state = self.write();
+            state.aliases.clear();
+            std::mem::take(&mut state.collections)
+        };
+        let owned: Vec<Arc<Collection>> = collections.into_values().collect();
+        for collection in &owned {
+            collection.closed.store(true, Ordering::Release);
+            // Queued optimizer runs see `closed`; a running one finishes first.
+            drop(lock(&collection.optimizer_run));
+            if !wait_until_unshared(collection) {
+                tracing::warn!(
+                    collection = %collection.name,
+                    "collection still in use at the crash; its crash image may be torn"
+                );
+            }
+        }
+
+        let live = self.root.path.join(COLLECTIONS_DIR);
+        let image = self
+            .root
+            .path
+            .join(format!(".crash-image-{}", uuid::Uuid::new_v4()));
+        let io_error = |what: &str, path: &Path, err: io::Error| {
+            StorageError::service_error(format!(
+                "crash: failed to {what} {}: {err}",
+                path.display()
+            ))
+        };
+        copy_dir(&live, &image).map_err(|err| io_error("copy", &live, err))?;
+        // The engine flushes into `live` here; that flush is thrown away below.
+        drop(owned);
+        fs::remove_dir_all(&live).map_err(|err| io_error("remove", &live, err))?;
+        fs::rename(&image, &live).map_err(|err| io_error("restore", &live, err))?;
+        Ok(())
+    }
+
     /// A fresh directory for a new collection instance.
     fn new_collection_dir(&self) -> PathBuf {
         self.root
@@ -538,6 +591,37 @@ impl Collection {
             }
         }
     }
+}
+
+/// Waits until `collection` is the only reference left (requests and optimizer runs done),
+/// for at most 5 s; whether it is.
+fn wait_until_unshared(collection: &Arc<Collection>) -> bool {
+    const POLL: std::time::Duration = std::time::Duration::from_millis(1);
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+    let started = std::time::Instant::now();
+    while Arc::strong_count(collection) > 1 {
+        if started.elapsed() >= LIMIT {
+            return false;
+        }
+        thread::sleep(POLL);
+    }
+    true
+}
+
+/// Copies directory `from` to `to` (which must not exist), files and subdirectories, reading
+/// each file through the page cache as a process kill would leave it.
+fn copy_dir(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 /// Drops the last reference to a closed collection, which drops its shard and so releases its

@@ -1512,6 +1512,7 @@ async fn a_persistent_data_dir_keeps_collections_across_restarts() {
 // Collections beyond create/get/list/delete, aliases, cluster info, snapshots, restarts
 
 mod collections;
+mod server;
 
 // ---------------------------------------------------------------------------------------------
 // Fault injection (testkit only: these tests always start their own server)
