@@ -17,14 +17,13 @@ use qdrant_client::qdrant::{
 };
 use qdrant_tower_testkit::faults::{Fault, FaultRule, Rpc};
 use qdrant_tower_testkit::{ServerHandle, TestServer};
-use tonic::transport::Channel;
 use tonic::{Code, Request};
 
-use super::connect;
+use super::{Conn, connect};
 
 const DIM: u64 = 4;
 
-async fn create(channel: &Channel, name: &str) {
+async fn create(channel: &Conn, name: &str) {
     let created = CollectionsClient::new(channel.clone())
         .create(
             CreateCollectionBuilder::new(name)
@@ -46,7 +45,7 @@ fn points(from: u64, to: u64) -> Vec<PointStruct> {
         .collect()
 }
 
-async fn upsert(channel: &Channel, collection: &str, points: Vec<PointStruct>) {
+async fn upsert(channel: &Conn, collection: &str, points: Vec<PointStruct>) {
     PointsClient::new(channel.clone())
         .upsert(
             UpsertPointsBuilder::new(collection, points)
@@ -57,7 +56,7 @@ async fn upsert(channel: &Channel, collection: &str, points: Vec<PointStruct>) {
         .expect("upsert");
 }
 
-async fn count(channel: &Channel, collection: &str) -> u64 {
+async fn count(channel: &Conn, collection: &str) -> u64 {
     PointsClient::new(channel.clone())
         .count(CountPointsBuilder::new(collection).exact(true).build())
         .await
@@ -69,7 +68,7 @@ async fn count(channel: &Channel, collection: &str) -> u64 {
 }
 
 /// Every point as `(id, payload "i")`, sorted by id.
-async fn scroll_all(channel: &Channel, collection: &str) -> Vec<(u64, i64)> {
+async fn scroll_all(channel: &Conn, collection: &str) -> Vec<(u64, i64)> {
     let found = PointsClient::new(channel.clone())
         .scroll(
             ScrollPointsBuilder::new(collection)
