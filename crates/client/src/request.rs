@@ -260,6 +260,43 @@ pub(crate) async fn dispatch(
     }
 }
 
+impl VectorOp {
+    /// Whether the operation only reads: it changes nothing on the server (points,
+    /// collections, aliases, snapshots or cluster). Breakers keyed by read/write class use it.
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self,
+            VectorOp::Get(_)
+                | VectorOp::Search(_)
+                | VectorOp::SearchBatch(_)
+                | VectorOp::SearchGroups(_)
+                | VectorOp::Scroll(_)
+                | VectorOp::Recommend(_)
+                | VectorOp::RecommendBatch(_)
+                | VectorOp::RecommendGroups(_)
+                | VectorOp::Discover(_)
+                | VectorOp::DiscoverBatch(_)
+                | VectorOp::Count(_)
+                | VectorOp::Query(_)
+                | VectorOp::QueryBatch(_)
+                | VectorOp::QueryGroups(_)
+                | VectorOp::Facet(_)
+                | VectorOp::SearchMatrixPairs(_)
+                | VectorOp::SearchMatrixOffsets(_)
+                | VectorOp::ListCollections(_)
+                | VectorOp::GetCollection(_)
+                | VectorOp::CollectionExists(_)
+                | VectorOp::ListAliases(_)
+                | VectorOp::ListCollectionAliases(_)
+                | VectorOp::CollectionClusterInfo(_)
+                | VectorOp::ListShardKeys(_)
+                | VectorOp::ListSnapshots(_)
+                | VectorOp::ListFullSnapshots(_)
+                | VectorOp::HealthCheck(_)
+        )
+    }
+}
+
 /// The server-side timeout (whole seconds) for a call with `limit` left: `limit` rounded up,
 /// at least 1, or `own` if that is smaller.
 pub(crate) fn bound_seconds(own: Option<u64>, limit: Duration) -> u64 {
@@ -596,6 +633,10 @@ impl RequestInfo for VectorRequest {
         self.op.is_idempotent()
     }
 
+    fn is_read(&self) -> bool {
+        self.op.is_read()
+    }
+
     fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
@@ -609,6 +650,27 @@ impl RequestInfo for VectorRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_change_nothing_and_idempotent_writes_are_still_writes() {
+        let reads: Vec<_> = VectorOp::samples()
+            .into_iter()
+            .filter(VectorOp::is_read)
+            .map(|op| op.operation())
+            .collect();
+        assert_eq!(reads.len(), 27, "{reads:?}");
+        for op in VectorOp::samples() {
+            let name = op.operation();
+            let writes = name.starts_with("upsert")
+                || name.starts_with("delete")
+                || name.starts_with("update")
+                || name.starts_with("create")
+                || name.starts_with("set_")
+                || name.starts_with("overwrite")
+                || name.starts_with("clear");
+            assert_eq!(op.is_read(), !writes, "{name}");
+        }
+    }
     use qdrant_client::qdrant::{
         CreateCollectionBuilder, DeleteCollectionBuilder, Distance, PointStruct,
         UpsertPointsBuilder, VectorParamsBuilder,

@@ -223,6 +223,15 @@ pub trait RequestInfo {
     /// Whether sending the request twice has the same effect as sending it once.
     fn is_idempotent(&self) -> bool;
 
+    /// Whether the request only reads (a search, a count, a get…): it changes nothing on the
+    /// server. Not the same as idempotent: an upsert with explicit ids is an idempotent
+    /// write. Used to key breakers by read/write class
+    /// ([`BreakerKey::CollectionAndClass`](crate::breaker::BreakerKey::CollectionAndClass)).
+    /// The default, `false`, puts every request in the write class.
+    fn is_read(&self) -> bool {
+        false
+    }
+
     /// The instant by which the whole call must be over, if the request carries one.
     ///
     /// A per-request deadline: the [`DeadlineLayer`](crate::deadline::DeadlineLayer) and the

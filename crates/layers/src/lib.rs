@@ -22,7 +22,8 @@ pub mod timeout;
 mod timer;
 
 pub use breaker::{
-    Breaker, BreakerConfig, BreakerRegistry, CircuitBreaker, CircuitBreakerLayer, CircuitOpen,
+    Breaker, BreakerConfig, BreakerKey, BreakerRegistry, CircuitBreaker, CircuitBreakerLayer,
+    CircuitOpen, KeyedBreaker, KeyedBreakerLayer,
 };
 pub use classify::{Classify, ErrorKind, RequestInfo};
 pub use config_error::ConfigError;

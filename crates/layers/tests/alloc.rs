@@ -247,3 +247,45 @@ mod whole_stack {
         assert_eq!(n, 0, "the stack allocated {n} times in 10,000 calls");
     }
 }
+
+/// A request for the collection `docs`; the backend fails it when `fail`.
+struct Keyed {
+    fail: bool,
+}
+
+impl qdrant_tower_layers::RequestInfo for Keyed {
+    fn operation(&self) -> &'static str {
+        "search"
+    }
+    fn collection(&self) -> Option<&str> {
+        Some("docs")
+    }
+    fn is_idempotent(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_keyed_breaker_call_does_not_allocate_once_its_key_has_a_breaker() {
+    use qdrant_tower_layers::breaker::{BreakerKey, BreakerRegistry, KeyedBreakerLayer};
+
+    let layer = KeyedBreakerLayer::new(BreakerRegistry::new(), "alloc", BreakerKey::Collection);
+    let mut svc = layer.layer(tower::service_fn(|request: Keyed| {
+        ready(if request.fail { Err(E::Down) } else { Ok(()) })
+    }));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut drive = |n: usize| {
+        let mut ok = 0;
+        for i in 0..n {
+            assert!(svc.poll_ready(&mut cx).is_ready());
+            let future = pin!(svc.call(Keyed { fail: i % 2 == 1 }));
+            if let Poll::Ready(Ok(())) = future.poll(&mut cx) {
+                ok += 1;
+            }
+        }
+        ok
+    };
+    drive(100); // the key's breaker is made here, and thread-locals warmed up
+    let n = allocations(|| assert_eq!(drive(10_000), 5_000));
+    assert_eq!(n, 0, "keyed calls allocated");
+}

@@ -1716,3 +1716,206 @@ mod model {
         }
     }
 }
+
+// ===== breakers keyed per collection =====
+
+mod keyed {
+    use super::*;
+    use qdrant_tower_layers::RequestInfo;
+    use qdrant_tower_layers::breaker::{BreakerKey, KeyedBreakerLayer};
+
+    /// A request for a collection, reading or writing, that the backend answers as told.
+    #[derive(Debug, Clone)]
+    struct Req {
+        collection: &'static str,
+        read: bool,
+        fail: bool,
+    }
+
+    impl RequestInfo for Req {
+        fn operation(&self) -> &'static str {
+            if self.read { "search" } else { "upsert" }
+        }
+        fn collection(&self) -> Option<&str> {
+            Some(self.collection)
+        }
+        fn is_idempotent(&self) -> bool {
+            true
+        }
+        fn is_read(&self) -> bool {
+            self.read
+        }
+    }
+
+    fn req(collection: &'static str, read: bool, fail: bool) -> Req {
+        Req {
+            collection,
+            read,
+            fail,
+        }
+    }
+
+    /// Counts the calls that reached it; fails those marked so.
+    fn backend(
+        calls: Arc<AtomicUsize>,
+    ) -> impl Service<Req, Response = (), Error = TestError, Future = impl Send> + Clone {
+        tower::service_fn(move |req: Req| {
+            calls.fetch_add(1, SeqCst);
+            async move {
+                if req.fail {
+                    Err(TestError::Backend(ErrorKind::Unavailable))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    fn registry() -> BreakerRegistry {
+        let registry = BreakerRegistry::new();
+        registry
+            .set_tag_default(
+                "qdrant",
+                BreakerConfig::default()
+                    .with_consecutive_failures(3)
+                    .with_open_wait(Duration::from_secs(30)),
+            )
+            .unwrap();
+        registry
+    }
+
+    async fn send<S: Service<Req, Error = TestError>>(
+        svc: &mut S,
+        r: Req,
+    ) -> Result<(), TestError> {
+        svc.ready().await?.call(r).await.map(drop)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sick_collection_opens_its_own_breaker_and_the_others_keep_passing() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let registry = registry();
+        let mut svc = ServiceBuilder::new()
+            .layer(KeyedBreakerLayer::new(
+                registry.clone(),
+                "qdrant",
+                BreakerKey::Collection,
+            ))
+            .service(backend(calls.clone()));
+        for _ in 0..3 {
+            assert!(matches!(
+                send(&mut svc, req("sick", true, true)).await,
+                Err(TestError::Backend(_))
+            ));
+        }
+        let rejected = send(&mut svc, req("sick", true, false)).await;
+        assert!(matches!(rejected, Err(TestError::Open(_))), "{rejected:?}");
+        assert_eq!(
+            calls.load(SeqCst),
+            3,
+            "the rejection never reached the backend"
+        );
+        // Another collection, through a clone of the service: its own, closed breaker.
+        let mut other = svc.clone();
+        for _ in 0..10 {
+            send(&mut other, req("healthy", true, false)).await.unwrap();
+        }
+        let names: Vec<String> = registry
+            .list()
+            .iter()
+            .map(|b| b.name().to_owned())
+            .collect();
+        assert_eq!(names, ["qdrant/healthy", "qdrant/sick"]);
+        assert_eq!(
+            registry.get("qdrant/sick").unwrap().state(),
+            BreakerState::Open
+        );
+        assert_eq!(
+            registry
+                .get("qdrant/sick")
+                .unwrap()
+                .config()
+                .consecutive_failures(),
+            Some(3),
+            "made with the tag's default configuration"
+        );
+        // A reset through the registry reaches the service.
+        assert!(registry.reset("qdrant/sick"));
+        send(&mut svc, req("sick", true, false)).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_writes_do_not_stop_the_reads_of_the_same_collection() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let registry = registry();
+        let layer =
+            KeyedBreakerLayer::new(registry.clone(), "qdrant", BreakerKey::CollectionAndClass);
+        let mut svc = layer.layer(backend(calls.clone()));
+        for _ in 0..3 {
+            let _ = send(&mut svc, req("docs", false, true)).await;
+        }
+        assert!(matches!(
+            send(&mut svc, req("docs", false, false)).await,
+            Err(TestError::Open(_))
+        ));
+        send(&mut svc, req("docs", true, false))
+            .await
+            .expect("reads have their own breaker");
+        assert_eq!(
+            registry.get("qdrant/docs/write").unwrap().state(),
+            BreakerState::Open
+        );
+        assert_eq!(
+            registry.get("qdrant/docs/read").unwrap().state(),
+            BreakerState::Closed
+        );
+        // Keyed by collection only, the same failures stop the reads too.
+        let registry = registry_fresh();
+        let mut svc = KeyedBreakerLayer::new(registry, "qdrant", BreakerKey::Collection)
+            .layer(backend(calls.clone()));
+        for _ in 0..5 {
+            let _ = send(&mut svc, req("docs", false, true)).await;
+        }
+        assert!(matches!(
+            send(&mut svc, req("docs", true, false)).await,
+            Err(TestError::Open(_))
+        ));
+    }
+
+    fn registry_fresh() -> BreakerRegistry {
+        BreakerRegistry::new()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keys_past_the_cap_share_one_overflow_breaker() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let registry = registry();
+        let layer = KeyedBreakerLayer::new(registry.clone(), "qdrant", BreakerKey::Collection)
+            .with_max_keys(2);
+        let mut svc = layer.layer(backend(calls.clone()));
+        for name in ["a", "b", "c", "d", "e"] {
+            send(&mut svc, req(name, true, false)).await.unwrap();
+        }
+        let mut names: Vec<String> = registry
+            .list()
+            .iter()
+            .map(|b| b.name().to_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["qdrant/_overflow", "qdrant/a", "qdrant/b"]);
+        assert!(
+            layer
+                .breaker_for(Some("e"), true)
+                .ptr_eq(&layer.breaker_for(Some("c"), true))
+        );
+        assert!(
+            !layer
+                .breaker_for(Some("a"), true)
+                .ptr_eq(&layer.breaker_for(Some("b"), true))
+        );
+        assert_eq!(
+            registry.get("qdrant/_overflow").unwrap().snapshot().calls,
+            3
+        );
+    }
+}
