@@ -661,6 +661,56 @@ async fn one_budget_can_be_shared_by_two_layers() {
     assert_eq!(budget.refusals(), 2);
 }
 
+// ===== editing the table =====
+
+#[tokio::test(start_paused = true)]
+async fn one_field_of_one_kind_changes_and_the_rest_of_the_table_stays() {
+    let policy = exact().with_attempts(ErrorKind::Unavailable, 4);
+    assert_eq!(
+        policy.kind(ErrorKind::Connect),
+        exact().kind(ErrorKind::Connect)
+    );
+    let backend = Backend::always(fail(ErrorKind::Unavailable));
+    let mut svc = setup(policy, &backend);
+    send(&mut svc, SEARCH).await.unwrap_err();
+    assert_eq!(backend.calls(), 4);
+    // The default row's delays, unjittered: 1 s, 2 s, 4 s.
+    assert_eq!(backend.gaps(), [secs(1), secs(2), secs(4)]);
+
+    let policy = exact()
+        .with_base_delay(ErrorKind::Unavailable, ms(50))
+        .with_max_delay(ErrorKind::Unavailable, ms(80));
+    let backend = Backend::always(fail(ErrorKind::Unavailable));
+    let mut svc = setup(policy, &backend);
+    send(&mut svc, SEARCH).await.unwrap_err();
+    assert_eq!(
+        backend.gaps(),
+        [ms(50), ms(80)],
+        "3 attempts as before, new delays"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_time_scale_shrinks_every_delay_but_never_the_servers_retry_after() {
+    let backend = Backend::always(fail(ErrorKind::Unavailable));
+    let mut svc = setup(exact().with_time_scale(0.01), &backend);
+    send(&mut svc, SEARCH).await.unwrap_err();
+    assert_eq!(backend.gaps(), [ms(10), ms(20)]);
+
+    let pushback = fail(ErrorKind::RateLimited).after(secs(2));
+    let backend = Backend::new([Outcome::Err(pushback)], Outcome::Ok);
+    let mut svc = setup(exact().with_time_scale(0.01), &backend);
+    send(&mut svc, SEARCH).await.unwrap();
+    assert_eq!(backend.gaps(), [secs(2)], "the server's word is a floor");
+
+    for factor in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let error = RetryLayer::new(RetryPolicy::default().with_time_scale(factor))
+            .err()
+            .expect("refused");
+        assert_eq!(error.field(), "time_scale", "{factor}");
+    }
+}
+
 // ===== what the caller learns about the whole call =====
 
 /// A retry rejected without being sent (an open breaker, an unhealthy backend below the retry

@@ -74,6 +74,8 @@ pub struct RetryPolicy {
     deadline: Option<Duration>,
     budget: Option<BudgetSettings>,
     seed: Option<u64>,
+    // A `with_time_scale` factor that is not a positive finite number, reported by `validate`.
+    bad_scale: bool,
 }
 
 const fn ms(n: u64) -> Duration {
@@ -96,6 +98,7 @@ impl Default for RetryPolicy {
             deadline: None,
             budget: Some(BudgetSettings::default()),
             seed: None,
+            bad_scale: false,
         }
     }
 }
@@ -106,6 +109,74 @@ impl RetryPolicy {
     pub fn with_kind(mut self, kind: ErrorKind, policy: KindPolicy) -> Self {
         self.table[kind as usize] = Some(policy);
         self
+    }
+
+    /// Errors of `kind` get at most `attempts` attempts (the first included); the kind's
+    /// delays, backoff and jitter stay as they are.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use qdrant_tower_layers::ErrorKind;
+    /// use qdrant_tower_layers::retry::RetryPolicy;
+    ///
+    /// let policy = RetryPolicy::default()
+    ///     .with_attempts(ErrorKind::Unavailable, 5)
+    ///     .with_base_delay(ErrorKind::Unavailable, Duration::from_millis(200));
+    /// let unavailable = policy.kind(ErrorKind::Unavailable);
+    /// assert_eq!((unavailable.max_attempts, unavailable.base), (5, Duration::from_millis(200)));
+    /// assert_eq!(unavailable.max, Duration::from_secs(10), "the rest of the row is kept");
+    /// assert_eq!(policy.kind(ErrorKind::Connect), RetryPolicy::default().kind(ErrorKind::Connect));
+    /// ```
+    pub fn with_attempts(self, kind: ErrorKind, attempts: u32) -> Self {
+        self.edit(kind, |p| p.max_attempts = attempts)
+    }
+
+    /// Errors of `kind` wait `base` before the first retry (the shape grows from it); the
+    /// kind's other settings stay.
+    pub fn with_base_delay(self, kind: ErrorKind, base: Duration) -> Self {
+        self.edit(kind, |p| p.base = base)
+    }
+
+    /// No delay computed for errors of `kind` is longer than `max` (a server's `retry_after`
+    /// may be); the kind's other settings stay.
+    pub fn with_max_delay(self, kind: ErrorKind, max: Duration) -> Self {
+        self.edit(kind, |p| p.max = max)
+    }
+
+    /// Every kind's base and max delay multiplied by `factor` (`0.01` turns seconds into tens of
+    /// milliseconds, for tests). A server's `retry_after` is never scaled: it stays a floor.
+    /// The deadline is not scaled either. A factor that is not a positive finite number is
+    /// reported by [`validate`](Self::validate) (and so by `RetryLayer::new`) as `time_scale`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use qdrant_tower_layers::ErrorKind;
+    /// use qdrant_tower_layers::retry::RetryPolicy;
+    ///
+    /// let fast = RetryPolicy::default().with_time_scale(0.01);
+    /// assert_eq!(fast.kind(ErrorKind::Unavailable).base, Duration::from_millis(10));
+    /// assert!(RetryPolicy::default().with_time_scale(0.0).validate().is_err());
+    /// ```
+    pub fn with_time_scale(mut self, factor: f64) -> Self {
+        if !(factor.is_finite() && factor > 0.0) {
+            self.bad_scale = true;
+            return self;
+        }
+        let scale = |d: Duration| {
+            Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(Duration::MAX)
+        };
+        for entry in self.table.iter_mut().flatten().chain([&mut self.other]) {
+            entry.base = scale(entry.base);
+            entry.max = scale(entry.max);
+        }
+        self
+    }
+
+    /// `kind`'s row, changed by `change`.
+    fn edit(self, kind: ErrorKind, change: impl FnOnce(&mut KindPolicy)) -> Self {
+        let mut row = self.kind(kind);
+        change(&mut row);
+        self.with_kind(kind, row)
     }
 
     /// The policy for transient kinds without an entry of their own (today `Internal`).
@@ -206,6 +277,9 @@ impl RetryPolicy {
                     "max delay must be at least the base delay",
                 );
             }
+        }
+        if self.bad_scale {
+            return bad("time_scale", "must be a positive, finite factor");
         }
         if self.deadline.is_some_and(|d| d.is_zero()) {
             return bad("deadline", "must be greater than zero");
