@@ -115,9 +115,8 @@ impl Profile {
             .into_iter()
             .filter(|kind| kind.is_transient())
         {
-            let mut entry = policy.kind(kind);
-            entry.max_attempts = entry.max_attempts.min(cap);
-            policy = policy.with_kind(kind, entry);
+            let attempts = policy.kind(kind).max_attempts.min(cap);
+            policy = policy.with_attempts(kind, attempts);
         }
         policy
     }

@@ -704,9 +704,9 @@ async fn a_time_scale_shrinks_every_delay_but_never_the_servers_retry_after() {
     assert_eq!(backend.gaps(), [secs(2)], "the server's word is a floor");
 
     for factor in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        let error = RetryLayer::new(RetryPolicy::default().with_time_scale(factor))
-            .err()
-            .expect("refused");
+        let Err(error) = RetryLayer::new(RetryPolicy::default().with_time_scale(factor)) else {
+            panic!("a time scale of {factor} is refused");
+        };
         assert_eq!(error.field(), "time_scale", "{factor}");
     }
 }
