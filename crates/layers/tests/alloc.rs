@@ -51,8 +51,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Allocations made by `f` on this thread.
+/// Allocations made by `f` on this thread. One measurement at a time: the counter is shared,
+/// so two tests measuring at once would count each other's allocations.
 fn allocations(f: impl FnOnce()) -> usize {
+    static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = MEASURING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = ALLOCATIONS.load(SeqCst);
     COUNTING.with(|c| c.set(true));
     f();
