@@ -348,19 +348,7 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
     /// caller made it (request tagging, per-tenant quotas, your own metrics). Layers added
     /// later go outside those added before.
     pub fn around_call<L>(self, layer: L) -> QdrantStackBuilder<Stack<L, Around>, Attempt> {
-        QdrantStackBuilder {
-            service: self.service,
-            profile: self.profile,
-            name: self.name,
-            connections: self.connections,
-            deadline: self.deadline,
-            attempt_timeout: self.attempt_timeout,
-            retry: self.retry,
-            breaker: self.breaker,
-            health: self.health,
-            around: Stack::new(layer, self.around),
-            attempt: self.attempt,
-        }
+        self.with_hooks(|around, attempt| (Stack::new(layer, around), attempt))
     }
 
     /// Adds `layer` around each attempt, right above [`QdrantService`]: it sees every retry,
@@ -368,6 +356,15 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
     /// request signing, fault injection in tests). Layers added later go outside those added
     /// before.
     pub fn per_attempt<L>(self, layer: L) -> QdrantStackBuilder<Around, Stack<L, Attempt>> {
+        self.with_hooks(|around, attempt| (around, Stack::new(layer, attempt)))
+    }
+
+    /// The same settings with the hooks `change` makes of the current ones.
+    fn with_hooks<A, T>(
+        self,
+        change: impl FnOnce(Around, Attempt) -> (A, T),
+    ) -> QdrantStackBuilder<A, T> {
+        let (around, attempt) = change(self.around, self.attempt);
         QdrantStackBuilder {
             service: self.service,
             profile: self.profile,
@@ -378,8 +375,8 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
             retry: self.retry,
             breaker: self.breaker,
             health: self.health,
-            around: self.around,
-            attempt: Stack::new(layer, self.attempt),
+            around,
+            attempt,
         }
     }
 
