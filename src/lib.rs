@@ -34,10 +34,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
 mod stack;
 mod typed;
 
-pub use stack::{Profile, QdrantStack, QdrantStackBuilder, StackError, StackService};
+pub use stack::{
+    Profile, QdrantStack, QdrantStackBuilder, Reloaded, StackBreaker, StackError, StackService,
+};
 pub use typed::Client;
 
 pub use qdrant_tower_client as client;

@@ -3,6 +3,8 @@
 //! nameable service type and hooks for your own layers.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tower::Layer;
@@ -11,14 +13,21 @@ use tower::layer::util::{Identity, Stack};
 use qdrant_tower_client::{
     QdrantService, QdrantServiceBuilder, VectorError, VectorRequest, VectorResponse,
 };
-use qdrant_tower_layers::breaker::{Breaker, BreakerConfig, CircuitBreaker};
+use qdrant_tower_layers::breaker::{
+    Breaker, BreakerConfig, BreakerKey, BreakerRegistry, CircuitBreaker, CircuitOpen, KeyedBreaker,
+    KeyedBreakerLayer,
+};
 use qdrant_tower_layers::health::{HealthCheck, HealthConfig, HealthGate, HealthGateLayer};
 use qdrant_tower_layers::retry::{Retry, RetryLayer, RetryPolicy};
 use qdrant_tower_layers::{
-    AttemptTimeout, AttemptTimeoutLayer, Deadline, DeadlineLayer, ErrorKind,
+    AttemptTimeout, AttemptTimeoutLayer, Classify, ConfigError as LayerConfigError, Deadline,
+    DeadlineLayer, ErrorKind, RequestInfo, SharedDuration,
 };
 
 use crate::Client;
+use crate::config::{
+    ConfigError, ConfigLoader, ConfigWatcher, InvalidConfig, Keyed, Secret, StackConfig,
+};
 
 /// Where the stack runs; each profile sets the defaults below (every one can be overridden on
 /// the builder).
@@ -36,7 +45,10 @@ use crate::Client;
 /// `RateLimited` 5, `Unavailable` 3, `Timeout` 2, others 3), so production keeps the whole
 /// table and testing does not retry. Connection counts are the seeds' minimums (their maximums
 /// 5 / 8 / 20 / 2 are for a growing pool, not built yet).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Profile {
     /// A developer's machine: patient timeouts, a short open wait, few retries.
@@ -75,6 +87,16 @@ impl Profile {
             Profile::Development | Profile::Testing => 1,
             Profile::Staging => 2,
             Profile::Production => 5,
+        }
+    }
+
+    /// The most connections per endpoint the pool grows to under load.
+    pub const fn max_connections(self) -> usize {
+        match self {
+            Profile::Development => 5,
+            Profile::Staging => 8,
+            Profile::Production => 20,
+            Profile::Testing => 2,
         }
     }
 
@@ -152,11 +174,232 @@ impl fmt::Display for Profile {
 /// The recommended stack's service type over `Inner` (by default [`QdrantService`]): a
 /// nameable type to keep in a struct, in axum state or behind `tower::buffer`.
 pub type StackService<Inner = QdrantService> =
-    Deadline<Retry<HealthGate<CircuitBreaker<AttemptTimeout<Inner>>>>>;
+    Deadline<Retry<HealthGate<StackBreaker<AttemptTimeout<Inner>>>>>;
+
+/// The stack's circuit breaker: one [`CircuitBreaker`] for every call, or a [`KeyedBreaker`]
+/// with one breaker per collection (and operation class), as
+/// [`keyed_breakers`](QdrantStackBuilder::keyed_breakers) chose.
+#[derive(Clone, Debug)]
+pub struct StackBreaker<S> {
+    inner: BreakerService<S>,
+}
+
+#[derive(Clone, Debug)]
+enum BreakerService<S> {
+    Single(CircuitBreaker<S>),
+    Keyed(KeyedBreaker<S>),
+}
+
+impl<S, Req> tower::Service<Req> for StackBreaker<S>
+where
+    S: tower::Service<Req>,
+    S::Error: Classify + From<CircuitOpen>,
+    Req: RequestInfo,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = <CircuitBreaker<S> as tower::Service<Req>>::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match &mut self.inner {
+            BreakerService::Single(service) => service.poll_ready(cx),
+            BreakerService::Keyed(service) => service.poll_ready(cx),
+        }
+    }
+
+    #[inline]
+    fn call(&mut self, request: Req) -> Self::Future {
+        match &mut self.inner {
+            BreakerService::Single(service) => service.call(request),
+            BreakerService::Keyed(service) => service.call(request),
+        }
+    }
+}
+
+/// The breakers of a stack: one, or one per key.
+#[derive(Clone)]
+enum Breakers {
+    Single(Breaker, BreakerRegistry),
+    Keyed(KeyedBreakerLayer),
+}
+
+impl Breakers {
+    fn layer<S>(&self, inner: S) -> StackBreaker<S> {
+        StackBreaker {
+            inner: match self {
+                Breakers::Single(breaker, _) => {
+                    BreakerService::Single(breaker.layer().layer(inner))
+                }
+                Breakers::Keyed(layer) => BreakerService::Keyed(layer.layer(inner)),
+            },
+        }
+    }
+
+    fn reconfigure(&self, name: &str, config: BreakerConfig) -> Result<(), LayerConfigError> {
+        match self {
+            Breakers::Single(breaker, _) => breaker.reconfigure(config),
+            Breakers::Keyed(layer) => layer.registry().reconfigure_tag(name, config).map(drop),
+        }
+    }
+}
+
+/// What a running stack can change: shared by the stack's clones and its config watcher.
+struct Control {
+    retry: RetryLayer,
+    deadline: SharedDuration,
+    attempt_timeout: SharedDuration,
+    breakers: Breakers,
+    overrides: Overrides,
+    current: Mutex<StackConfig>,
+}
+
+impl Control {
+    fn current(&self) -> StackConfig {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Checks all of `config`, then swaps what can be swapped; nothing changes on an error.
+    fn reload(&self, config: StackConfig) -> Result<Reloaded, ConfigError> {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = self.overrides.apply(config);
+        next.validate()?;
+        let policy = self.overrides.retry_policy(&next);
+        let breaker = self.overrides.breaker_config(&next);
+        let invalid = |section: &str, error: LayerConfigError| {
+            ConfigError::Invalid(InvalidConfig::from_layer(section, &error))
+        };
+        policy.validate().map_err(|e| invalid("retry", e))?;
+        breaker.validate().map_err(|e| invalid("breaker", e))?;
+
+        let mut applied = Vec::new();
+        let mut restart = Vec::new();
+        if next.deadline != current.deadline {
+            self.deadline.set(next.deadline);
+            applied.push("deadline");
+        }
+        if next.attempt_timeout != current.attempt_timeout {
+            self.attempt_timeout.set(next.attempt_timeout);
+            applied.push("attempt_timeout");
+        }
+        if next.retry != current.retry {
+            self.retry
+                .set_policy(policy)
+                .map_err(|e| invalid("retry", e))?;
+            applied.push("retry");
+        }
+        let breaker_fields = |c: &StackConfig| {
+            let mut b = c.breaker;
+            b.keyed = Keyed::None;
+            b
+        };
+        if breaker_fields(&next) != breaker_fields(&current) {
+            self.breakers
+                .reconfigure(&next.name, breaker)
+                .map_err(|e| invalid("breaker", e))?;
+            applied.push("breaker");
+        }
+        for (field, changed) in [
+            ("endpoints", next.endpoints != current.endpoints),
+            ("api_key", next.api_key != current.api_key),
+            ("name", next.name != current.name),
+            ("connections", next.connections != current.connections),
+            ("health", next.health != current.health),
+            ("breaker.keyed", next.breaker.keyed != current.breaker.keyed),
+            (
+                "idempotent_create",
+                next.idempotent_create != current.idempotent_create,
+            ),
+        ] {
+            if changed {
+                restart.push(field);
+            }
+        }
+        *current = next;
+        Ok(Reloaded {
+            applied,
+            needs_restart: restart,
+        })
+    }
+}
+
+/// What a [`QdrantStack::reload`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reloaded {
+    /// The sections swapped in the running stack: `deadline`, `attempt_timeout`, `retry`,
+    /// `breaker` (thresholds and open wait).
+    pub applied: Vec<&'static str>,
+    /// Changed settings the running stack keeps until it is built again: `endpoints`,
+    /// `api_key`, `name`, `connections`, `health`, `breaker.keyed`; `idempotent_create`
+    /// applies to clients made after the reload.
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// The builder's own settings, which win over a configuration (and over every reload).
+#[derive(Clone, Default)]
+struct Overrides {
+    endpoints: Vec<String>,
+    api_key: Option<Option<Secret>>,
+    name: Option<String>,
+    connections: Option<usize>,
+    deadline: Option<Duration>,
+    attempt_timeout: Option<Duration>,
+    keyed: Option<Keyed>,
+    idempotent_create: Option<bool>,
+    retry: Option<RetryPolicy>,
+    breaker: Option<BreakerConfig>,
+    health: Option<HealthConfig>,
+}
+
+impl Overrides {
+    fn apply(&self, mut config: StackConfig) -> StackConfig {
+        if !self.endpoints.is_empty() {
+            config.endpoints.clone_from(&self.endpoints);
+        }
+        if let Some(key) = &self.api_key {
+            config.api_key.clone_from(key);
+        }
+        if let Some(name) = &self.name {
+            config.name.clone_from(name);
+        }
+        if let Some(n) = self.connections {
+            config.connections.min = n;
+            config.connections.max = n;
+        }
+        if let Some(deadline) = self.deadline {
+            config.deadline = deadline;
+        }
+        if let Some(timeout) = self.attempt_timeout {
+            config.attempt_timeout = timeout;
+        }
+        if let Some(keyed) = self.keyed {
+            config.breaker.keyed = keyed;
+        }
+        if let Some(on) = self.idempotent_create {
+            config.idempotent_create = on;
+        }
+        config
+    }
+
+    fn retry_policy(&self, config: &StackConfig) -> RetryPolicy {
+        self.retry.clone().unwrap_or_else(|| config.retry_policy())
+    }
+
+    fn breaker_config(&self, config: &StackConfig) -> BreakerConfig {
+        self.breaker
+            .clone()
+            .unwrap_or_else(|| config.breaker_config())
+    }
+}
 
 /// The recommended stack, built: its service (clone it freely: clones share the breaker,
-/// health check and retry budget), a typed [`Client`] over it, and the handles of its breaker
-/// and health check.
+/// health check and retry budget), a typed [`Client`] over it, the handles of its breakers
+/// and health check, and [`reload`](Self::reload) to change its thresholds, timeouts and
+/// retry table while it runs.
 ///
 /// ```no_run
 /// use qdrant_tower::qdrant::SearchPointsBuilder;
@@ -176,9 +419,8 @@ pub type StackService<Inner = QdrantService> =
 #[derive(Clone)]
 pub struct QdrantStack<S = StackService> {
     service: S,
-    breaker: Breaker,
     health: HealthCheck,
-    profile: Profile,
+    control: Arc<Control>,
 }
 
 impl QdrantStack {
@@ -194,14 +436,46 @@ impl<S: Clone> QdrantStack<S> {
         self.service.clone()
     }
 
-    /// A typed client over the stack.
+    /// A typed client over the stack (creating collections idempotently if the configuration
+    /// says `idempotent_create`).
     pub fn client(&self) -> Client<S> {
-        Client::new(self.service.clone())
+        let idempotent = self
+            .control
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .idempotent_create;
+        Client::new(self.service.clone()).with_idempotent_create(idempotent)
+    }
+}
+
+impl<S> QdrantStack<S> {
+    /// The stack's circuit breaker (state, snapshot, reset, force open…). With
+    /// [keyed breakers](QdrantStackBuilder::keyed_breakers), the breaker of calls that name
+    /// no collection (list collections, health); see [`breaker_for`](Self::breaker_for).
+    pub fn breaker(&self) -> Breaker {
+        match &self.control.breakers {
+            Breakers::Single(breaker, _) => breaker.clone(),
+            Breakers::Keyed(layer) => layer.breaker_for(None, true),
+        }
     }
 
-    /// The stack's circuit breaker (state, snapshot, reset, force open…).
-    pub fn breaker(&self) -> &Breaker {
-        &self.breaker
+    /// The breaker that calls on `collection` go through (its reads' breaker when keyed by
+    /// collection and class): the stack's one breaker unless keyed.
+    pub fn breaker_for(&self, collection: &str) -> Breaker {
+        match &self.control.breakers {
+            Breakers::Single(breaker, _) => breaker.clone(),
+            Breakers::Keyed(layer) => layer.breaker_for(Some(collection), true),
+        }
+    }
+
+    /// Every breaker of the stack, by name (`qdrant`, or `qdrant/<collection>[/read|/write]`
+    /// when keyed).
+    pub fn breakers(&self) -> &BreakerRegistry {
+        match &self.control.breakers {
+            Breakers::Single(_, registry) => registry,
+            Breakers::Keyed(layer) => layer.registry(),
+        }
     }
 
     /// The stack's health check (status, subscribe for readiness probes…).
@@ -209,23 +483,81 @@ impl<S: Clone> QdrantStack<S> {
         &self.health
     }
 
-    /// The profile the stack was built from.
+    /// The profile the stack's configuration came from.
     pub fn profile(&self) -> Profile {
-        self.profile
+        self.control.current().profile
+    }
+
+    /// The configuration the stack runs with now: the last one built or reloaded, with the
+    /// builder's settings applied (a retry policy, breaker or health configuration set on
+    /// the builder as a whole is not shown in it). The API key shows as `[redacted]`.
+    pub fn config(&self) -> StackConfig {
+        self.control.current()
+    }
+
+    /// Swaps `config`'s deadline, attempt timeout, retry table and breaker thresholds into
+    /// the running stack, in every clone of its service: calls that start after see the new
+    /// values, calls under way finish under the old deadline and timeouts and take their next
+    /// retry decision by the new table. No call fails for it. The builder's own settings
+    /// still win.
+    ///
+    /// `config` is checked whole first: if anything is out of range, nothing changes and the
+    /// error names it. Settings that need a new stack (endpoints, API key, connections,
+    /// health check, breaker keying) are listed in [`Reloaded::needs_restart`], not applied.
+    ///
+    /// ```no_run
+    /// # use qdrant_tower::QdrantStack;
+    /// # use qdrant_tower::config::ConfigLoader;
+    /// # fn example(stack: QdrantStack) -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = ConfigLoader::new().file("qdrant.toml").env().load()?;
+    /// let reloaded = stack.reload(config)?;
+    /// println!("swapped {:?}; restart for {:?}", reloaded.applied, reloaded.needs_restart);
+    /// # Ok(()) }
+    /// ```
+    pub fn reload(&self, config: StackConfig) -> Result<Reloaded, ConfigError> {
+        self.control.reload(config)
+    }
+
+    /// Watches `loader`'s file and [reloads](Self::reload) the stack from `loader` whenever
+    /// it changes, until the returned watcher is dropped. Changes are debounced (50 ms of
+    /// quiet) so a file written in several steps is read once; write it atomically (a rename)
+    /// to never read half of it. An invalid file is rejected (logged, and reported by
+    /// [`ConfigWatcher::changes`]) and the running configuration stays. The environment is
+    /// the one `loader` captured.
+    ///
+    /// Fails if `loader` has no file or the file's directory cannot be watched.
+    ///
+    /// ```no_run
+    /// # use qdrant_tower::QdrantStack;
+    /// # use qdrant_tower::config::ConfigLoader;
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let loader = ConfigLoader::new().file("/etc/my-service/qdrant.toml").env();
+    /// let stack = QdrantStack::builder().config(loader.load()?).build()?;
+    /// let _watcher = stack.watch(loader)?; // keep it: dropping it stops watching
+    /// # Ok(()) }
+    /// ```
+    pub fn watch(&self, loader: ConfigLoader) -> Result<ConfigWatcher, ConfigError>
+    where
+        S: Send + Sync + 'static,
+    {
+        let control = Arc::clone(&self.control);
+        ConfigWatcher::start(loader, move |config| control.reload(config))
     }
 }
 
 impl<S> fmt::Debug for QdrantStack<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QdrantStack")
-            .field("profile", &self.profile)
-            .field("breaker", &self.breaker.state())
+            .field("config", &self.control.current())
+            .field("breaker", &self.breaker().state())
             .field("health", &self.health.status())
             .finish_non_exhaustive()
     }
 }
 
-/// Builds a [`QdrantStack`]: a [`Profile`]'s defaults, then whatever you set.
+/// Builds a [`QdrantStack`]: a [`Profile`]'s defaults or a [`StackConfig`], then whatever
+/// you set here (the highest precedence: a setting made here also wins over every
+/// [reload](QdrantStack::reload)).
 ///
 /// `Around` is the layer you put around the whole call ([`around_call`](Self::around_call)),
 /// `Attempt` the one around each attempt ([`per_attempt`](Self::per_attempt)); both start as
@@ -233,14 +565,8 @@ impl<S> fmt::Debug for QdrantStack<S> {
 #[must_use]
 pub struct QdrantStackBuilder<Around = Identity, Attempt = Identity> {
     service: QdrantServiceBuilder,
-    profile: Profile,
-    name: String,
-    connections: Option<usize>,
-    deadline: Option<Duration>,
-    attempt_timeout: Option<Duration>,
-    retry: Option<RetryPolicy>,
-    breaker: Option<BreakerConfig>,
-    health: Option<HealthConfig>,
+    config: StackConfig,
+    overrides: Overrides,
     around: Around,
     attempt: Attempt,
 }
@@ -249,14 +575,8 @@ impl QdrantStackBuilder {
     fn new() -> Self {
         QdrantStackBuilder {
             service: QdrantService::builder(),
-            profile: Profile::default(),
-            name: "qdrant".to_owned(),
-            connections: None,
-            deadline: None,
-            attempt_timeout: None,
-            retry: None,
-            breaker: None,
-            health: None,
+            config: StackConfig::default(),
+            overrides: Overrides::default(),
             around: Identity::new(),
             attempt: Identity::new(),
         }
@@ -265,65 +585,124 @@ impl QdrantStackBuilder {
 
 impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
     /// A Qdrant endpoint (gRPC, e.g. `http://localhost:6334`); call again for several, used
-    /// round-robin.
+    /// round-robin. Replaces the configuration's endpoints.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.service = self.service.endpoint(url);
+        self.overrides.endpoints.push(url.into());
         self
     }
 
-    /// The API key, sent with every call and never shown in `Debug`, logs or errors.
+    /// The API key, sent with every call and never shown in `Debug`, logs or errors
+    /// (`None`: no key, whatever the configuration says).
     pub fn api_key(mut self, key: Option<impl Into<String>>) -> Self {
-        self.service = self.service.api_key(key);
+        self.overrides.api_key = Some(key.map(Secret::new));
         self
     }
 
-    /// The profile whose defaults the stack starts from (default: production).
+    /// Starts over from `profile`'s defaults (default: production), replacing a
+    /// [`config`](Self::config) given before; the other settings made here stay.
     pub fn profile(mut self, profile: Profile) -> Self {
-        self.profile = profile;
+        self.config = StackConfig::for_profile(profile);
+        self
+    }
+
+    /// Starts from `config` (from a [`ConfigLoader`]: profile, file, environment), replacing
+    /// a [`profile`](Self::profile) given before; the other settings made here stay, and win.
+    ///
+    /// ```no_run
+    /// # use qdrant_tower::QdrantStack;
+    /// # use qdrant_tower::config::ConfigLoader;
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let stack = QdrantStack::builder()
+    ///     .config(ConfigLoader::new().file("qdrant.toml").env().load()?)
+    ///     .name("search")
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn config(mut self, config: StackConfig) -> Self {
+        self.config = config;
         self
     }
 
     /// The name of the breaker and health check (in metrics, logs and errors; default
     /// `"qdrant"`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
+        self.overrides.name = Some(name.into());
         self
     }
 
-    /// Connections per endpoint (default: the profile's).
+    /// A fixed number of connections per endpoint (default: the configuration's pool, from
+    /// `connections.min` growing to `connections.max` under load).
     pub fn connections(mut self, connections: usize) -> Self {
-        self.connections = Some(connections);
+        self.overrides.connections = Some(connections);
         self
     }
 
     /// The whole call's deadline, retries and backoffs included (default: the profile's). A
     /// request's own deadline, if earlier, wins.
     pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = Some(deadline);
+        self.overrides.deadline = Some(deadline);
         self
     }
 
     /// Each attempt's timeout (default: the profile's); never more than the time left.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.attempt_timeout = Some(timeout);
+        self.overrides.attempt_timeout = Some(timeout);
         self
     }
 
-    /// The retry policy (default: the profile's table).
+    /// The retry policy, whole (default: the configuration's table). Reloads do not change
+    /// it.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = Some(policy);
+        self.overrides.retry = Some(policy);
         self
     }
 
-    /// The breaker's configuration (default: the profile's).
+    /// The breaker's configuration, whole (default: the configuration's). Reloads do not
+    /// change it.
     pub fn breaker(mut self, config: BreakerConfig) -> Self {
-        self.breaker = Some(config);
+        self.overrides.breaker = Some(config);
         self
     }
 
-    /// The health check's configuration (default: the profile's).
+    /// One breaker per collection ([`BreakerKey::Collection`]) or per collection and
+    /// read/write class ([`BreakerKey::CollectionAndClass`]), made on demand, instead of one
+    /// for the stack: a collection whose calls fail opens its own breaker and the others go
+    /// on. Each starts with the stack's breaker configuration; calls that name no collection
+    /// share one more. At most [`DEFAULT_MAX_KEYS`] breakers; later collections share an
+    /// overflow breaker.
+    ///
+    /// [`DEFAULT_MAX_KEYS`]: qdrant_tower_layers::breaker::DEFAULT_MAX_KEYS
+    ///
+    /// ```no_run
+    /// # use qdrant_tower::QdrantStack;
+    /// # use qdrant_tower::layers::BreakerKey;
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let stack = QdrantStack::builder()
+    ///     .keyed_breakers(BreakerKey::Collection)
+    ///     .build()?;
+    /// println!("{:?}", stack.breaker_for("docs").state());
+    /// # Ok(()) }
+    /// ```
+    pub fn keyed_breakers(mut self, key: BreakerKey) -> Self {
+        self.overrides.keyed = Some(match key {
+            BreakerKey::CollectionAndClass => Keyed::CollectionAndClass,
+            _ => Keyed::Collection,
+        });
+        self
+    }
+
+    /// Whether [`Client::create_collection`] treats an `ALREADY_EXISTS` answered to a retry
+    /// as created when the existing collection has the requested configuration (and retries
+    /// creates on transient errors for it); see there. Default: the configuration's
+    /// `idempotent_create` (off).
+    pub fn idempotent_create(mut self, on: bool) -> Self {
+        self.overrides.idempotent_create = Some(on);
+        self
+    }
+
+    /// The health check's configuration, whole (default: the configuration's).
     pub fn health(mut self, config: HealthConfig) -> Self {
-        self.health = Some(config);
+        self.overrides.health = Some(config);
         self
     }
 
@@ -367,14 +746,8 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
         let (around, attempt) = change(self.around, self.attempt);
         QdrantStackBuilder {
             service: self.service,
-            profile: self.profile,
-            name: self.name,
-            connections: self.connections,
-            deadline: self.deadline,
-            attempt_timeout: self.attempt_timeout,
-            retry: self.retry,
-            breaker: self.breaker,
-            health: self.health,
+            config: self.config,
+            overrides: self.overrides,
             around,
             attempt,
         }
@@ -392,38 +765,63 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
             tower::Service<VectorRequest, Response = VectorResponse, Error = VectorError> + Clone,
         Around: Layer<StackService<Attempt::Service>>,
     {
-        let profile = self.profile;
-        let qdrant = self
-            .service
-            .connections_per_endpoint(self.connections.unwrap_or(profile.connections()))
+        let overrides = self.overrides;
+        let config = overrides.apply(self.config);
+        config.validate()?;
+        let mut service = self.service;
+        for endpoint in &config.endpoints {
+            service = service.endpoint(endpoint.as_str());
+        }
+        let qdrant = service
+            .api_key(config.api_key.as_ref().map(|key| key.expose().to_owned()))
+            .connections_per_endpoint(config.connections.min)
             .build()?;
-        let breaker = Breaker::new(
-            self.name.as_str(),
-            self.breaker.unwrap_or_else(|| profile.breaker()),
-        )?;
+        let name = config.name.as_str();
+        let breaker_config = overrides.breaker_config(&config);
         let health = qdrant.health_check(
-            self.health
-                .unwrap_or_else(|| profile.health())
-                .with_name(self.name.as_str()),
+            overrides
+                .health
+                .clone()
+                .unwrap_or_else(|| config.health_config())
+                .with_name(name),
         )?;
-        health.link_breaker(breaker.clone());
-        let retry = RetryLayer::new(self.retry.unwrap_or_else(|| profile.retry()))?;
-        let core = tower::ServiceBuilder::new()
-            .layer(DeadlineLayer::new(
-                self.deadline.unwrap_or(profile.deadline()),
-            ))
-            .layer(retry)
-            .layer(HealthGateLayer::new(health.clone()))
-            .layer(breaker.layer())
-            .layer(AttemptTimeoutLayer::new(
-                self.attempt_timeout.unwrap_or(profile.attempt_timeout()),
-            ))
-            .service(self.attempt.layer(qdrant));
+        let breakers = match config.breaker.keyed.key() {
+            None => {
+                let registry = BreakerRegistry::new();
+                let breaker = registry.get_or_create_with(name, name, breaker_config)?;
+                health.link_breaker(breaker.clone());
+                Breakers::Single(breaker, registry)
+            }
+            Some(key) => {
+                let registry = BreakerRegistry::new();
+                registry.set_tag_default(name, breaker_config)?;
+                Breakers::Keyed(KeyedBreakerLayer::new(registry, name, key))
+            }
+        };
+        let retry = RetryLayer::new(overrides.retry_policy(&config))?;
+        let deadline = SharedDuration::new(config.deadline);
+        let attempt_timeout = SharedDuration::new(config.attempt_timeout);
+        let core = DeadlineLayer::shared(deadline.clone()).layer(
+            retry.layer(
+                HealthGateLayer::new(health.clone()).layer(
+                    breakers.layer(
+                        AttemptTimeoutLayer::shared(attempt_timeout.clone())
+                            .layer(self.attempt.layer(qdrant)),
+                    ),
+                ),
+            ),
+        );
         Ok(QdrantStack {
             service: self.around.layer(core),
-            breaker,
             health,
-            profile,
+            control: Arc::new(Control {
+                retry,
+                deadline,
+                attempt_timeout,
+                breakers,
+                overrides,
+                current: Mutex::new(config),
+            }),
         })
     }
 }
@@ -432,8 +830,7 @@ impl<Around, Attempt> fmt::Debug for QdrantStackBuilder<Around, Attempt> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QdrantStackBuilder")
             .field("service", &self.service)
-            .field("profile", &self.profile)
-            .field("name", &self.name)
+            .field("config", &self.overrides.apply(self.config.clone()))
             .finish_non_exhaustive()
     }
 }
@@ -442,6 +839,9 @@ impl<Around, Attempt> fmt::Debug for QdrantStackBuilder<Around, Attempt> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StackError {
+    /// A configuration value out of range.
+    #[error(transparent)]
+    Config(#[from] InvalidConfig),
     /// A [`QdrantService`] setting (endpoint, TLS, limits…).
     #[error(transparent)]
     Service(#[from] qdrant_tower_client::ConfigError),

@@ -9,15 +9,16 @@ use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
 use qdrant_tower_client::qdrant::{
-    ClearPayloadPoints, CollectionExistsRequest, CollectionOperationResponse, CountPoints,
-    CountResponse, CreateCollection, CreateFieldIndexCollection, DeleteCollection,
+    ClearPayloadPoints, CollectionExistsRequest, CollectionOperationResponse, CollectionParams,
+    CountPoints, CountResponse, CreateCollection, CreateFieldIndexCollection, DeleteCollection,
     DeletePayloadPoints, DeletePoints, FacetCounts, FacetResponse, GetCollectionInfoRequest,
     GetCollectionInfoResponse, GetPoints, GetResponse, HealthCheckReply, HealthCheckRequest,
     ListCollectionsRequest, ListCollectionsResponse, PointId, PointsOperationResponse,
     QueryBatchPoints, QueryBatchResponse, QueryGroupsResponse, QueryPointGroups, QueryPoints,
     QueryResponse, RetrievedPoint, ScrollPoints, ScrollResponse, SearchBatchPoints,
-    SearchBatchResponse, SearchPoints, SearchResponse, SetPayloadPoints, UpdateBatchPoints,
-    UpdateBatchResponse, UpdateCollection, UpsertPoints,
+    SearchBatchResponse, SearchPoints, SearchResponse, SetPayloadPoints, SparseVectorConfig,
+    UpdateBatchPoints, UpdateBatchResponse, UpdateCollection, UpsertPoints, VectorsConfig,
+    vectors_config,
 };
 use qdrant_tower_client::{
     ChunkOptions, ChunkedUpsert, VectorError, VectorOp, VectorRequest, VectorResponse,
@@ -57,6 +58,7 @@ use qdrant_tower_layers::{ErrorKind, RequestInfo};
 pub struct Client<S> {
     service: S,
     timeout: Option<Duration>,
+    idempotent_create: bool,
 }
 
 impl<S> Client<S> {
@@ -65,6 +67,7 @@ impl<S> Client<S> {
         Client {
             service,
             timeout: None,
+            idempotent_create: false,
         }
     }
 
@@ -88,7 +91,15 @@ impl<S> Client<S> {
         Client {
             service: self.service.clone(),
             timeout: Some(timeout),
+            idempotent_create: self.idempotent_create,
         }
+    }
+
+    /// The same client, whose [`create_collection`](Self::create_collection) is safe to
+    /// retry (`on`) or not (the default); see there.
+    pub fn with_idempotent_create(mut self, on: bool) -> Self {
+        self.idempotent_create = on;
+        self
     }
 
     /// The service below.
@@ -106,6 +117,7 @@ impl<S> fmt::Debug for Client<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("timeout", &self.timeout)
+            .field("idempotent_create", &self.idempotent_create)
             .finish_non_exhaustive()
     }
 }
@@ -172,8 +184,6 @@ typed_calls! {
     facet(FacetCounts) => Facet -> FacetResponse;
     /// Create a payload index (`CreateFieldIndexCollectionBuilder`).
     create_field_index(CreateFieldIndexCollection) => CreateFieldIndex -> PointsOperationResponse;
-    /// Create a collection (`CreateCollectionBuilder`).
-    create_collection(CreateCollection) => CreateCollection -> CollectionOperationResponse;
     /// Change a collection's parameters (`UpdateCollectionBuilder`).
     update_collection(UpdateCollection) => UpdateCollection -> CollectionOperationResponse;
     /// Delete a collection (`DeleteCollectionBuilder`).
@@ -260,6 +270,68 @@ where
         })
     }
 
+    /// Create a collection (`CreateCollectionBuilder`).
+    ///
+    /// Creating is not idempotent: a second create answers `ALREADY_EXISTS`, so retry layers
+    /// do not retry it, and a create whose answer was lost (a timeout, a dropped connection)
+    /// leaves you not knowing whether it applied. With
+    /// [`with_idempotent_create`](Self::with_idempotent_create) (or the stack's
+    /// `idempotent_create`), the create is sent as retry-safe, and when a retry — an attempt
+    /// after the first — answers `ALREADY_EXISTS`, the client reads the collection back and
+    /// answers success if it has the requested vectors (names, sizes and distances), sparse
+    /// vectors and, if set, shard number; otherwise the `ALREADY_EXISTS` error stands. A
+    /// collection that existed before the call still fails on the first attempt. (If someone
+    /// else created the same collection between two attempts, that counts as created too:
+    /// the end state is the one asked for.)
+    ///
+    /// ```no_run
+    /// # use qdrant_tower::Client;
+    /// # use qdrant_tower::qdrant::{CreateCollectionBuilder, Distance, VectorParamsBuilder};
+    /// # async fn example(client: Client<qdrant_tower::StackService>) -> Result<(), qdrant_tower::VectorError> {
+    /// client
+    ///     .with_idempotent_create(true)
+    ///     .create_collection(
+    ///         CreateCollectionBuilder::new("docs")
+    ///             .vectors_config(VectorParamsBuilder::new(384, Distance::Cosine)),
+    ///     )
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_collection(
+        &self,
+        request: impl Into<CreateCollection>,
+    ) -> Result<CollectionOperationResponse, VectorError> {
+        let create: CreateCollection = request.into();
+        let mut call = VectorRequest::new(VectorOp::CreateCollection(create.clone()));
+        if self.idempotent_create {
+            call = call.retry_safe();
+        }
+        let error = match self.call(call).await {
+            Ok(VectorResponse::CreateCollection(response)) => return Ok(response),
+            Ok(other) => return Err(mismatched("CreateCollection", &other)),
+            Err(error) => error,
+        };
+        if !(self.idempotent_create
+            && error.kind() == ErrorKind::AlreadyExists
+            && error.attempts() > 1)
+        {
+            return Err(error);
+        }
+        let info = self
+            .collection_info(GetCollectionInfoRequest {
+                collection_name: create.collection_name.clone(),
+            })
+            .await?;
+        let params = info.result.and_then(|i| i.config).and_then(|c| c.params);
+        match params {
+            Some(params) if same_collection(&create, &params) => Ok(CollectionOperationResponse {
+                result: true,
+                time: 0.0,
+            }),
+            _ => Err(error),
+        }
+    }
+
     /// A large upsert as chunks sent with bounded concurrency through the service
     /// ([`upsert_chunked`](crate::upsert_chunked)): each chunk is reported as acknowledged or
     /// failed with its own request and error, so nothing is lost silently.
@@ -274,6 +346,35 @@ where
             .map_err(Into::into as fn(S::Error) -> VectorError);
         crate::upsert_chunked(service, request.into(), options).await
     }
+}
+
+/// Whether an existing collection's `params` are what `create` asked for: the same dense
+/// vectors (names, sizes, distances), the same sparse vector names and, if asked, the same
+/// shard number.
+fn same_collection(create: &CreateCollection, params: &CollectionParams) -> bool {
+    fn dense(config: Option<&VectorsConfig>) -> Option<Vec<(String, u64, i32)>> {
+        let mut vectors = match config?.config.as_ref()? {
+            vectors_config::Config::Params(p) => vec![(String::new(), p.size, p.distance)],
+            vectors_config::Config::ParamsMap(map) => map
+                .map
+                .iter()
+                .map(|(name, p)| (name.clone(), p.size, p.distance))
+                .collect(),
+        };
+        vectors.sort();
+        Some(vectors)
+    }
+    fn sparse(config: Option<&SparseVectorConfig>) -> Vec<&String> {
+        let mut names: Vec<_> = config.map(|c| c.map.keys().collect()).unwrap_or_default();
+        names.sort();
+        names
+    }
+    dense(create.vectors_config.as_ref()) == dense(params.vectors_config.as_ref())
+        && sparse(create.sparse_vectors_config.as_ref())
+            == sparse(params.sparse_vectors_config.as_ref())
+        && create
+            .shard_number
+            .is_none_or(|shards| shards == params.shard_number)
 }
 
 /// The scroll request for the page after one that answered `offset`.

@@ -551,6 +551,7 @@ from_builders! {
 pub struct VectorRequest {
     op: Arc<VectorOp>,
     deadline: Option<Instant>,
+    retry_safe: bool,
 }
 
 impl VectorRequest {
@@ -559,7 +560,28 @@ impl VectorRequest {
         VectorRequest {
             op: Arc::new(op),
             deadline: None,
+            retry_safe: false,
         }
+    }
+
+    /// Marks the request safe to retry although its operation is not idempotent, because
+    /// the caller handles the repeat's answer: e.g. a create-collection whose retry may
+    /// answer `ALREADY_EXISTS` after the first attempt applied (what
+    /// `qdrant_tower::Client::with_idempotent_create` does). Retry layers then retry it like
+    /// an idempotent request.
+    ///
+    /// ```
+    /// use qdrant_tower_client::VectorRequest;
+    /// use qdrant_tower_client::qdrant::CreateCollectionBuilder;
+    /// use qdrant_tower_layers::RequestInfo;
+    ///
+    /// let create = VectorRequest::from(CreateCollectionBuilder::new("docs"));
+    /// assert!(!create.is_idempotent());
+    /// assert!(create.retry_safe().is_idempotent());
+    /// ```
+    pub fn retry_safe(mut self) -> Self {
+        self.retry_safe = true;
+        self
     }
 
     /// What the request does.
@@ -630,7 +652,7 @@ impl RequestInfo for VectorRequest {
     }
 
     fn is_idempotent(&self) -> bool {
-        self.op.is_idempotent()
+        self.retry_safe || self.op.is_idempotent()
     }
 
     fn is_read(&self) -> bool {

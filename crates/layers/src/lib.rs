@@ -18,6 +18,7 @@ mod config_error;
 pub mod deadline;
 pub mod health;
 pub mod retry;
+mod setting;
 pub mod timeout;
 mod timer;
 
@@ -30,4 +31,5 @@ pub use config_error::ConfigError;
 pub use deadline::{Deadline, DeadlineExceeded, DeadlineLayer};
 pub use health::{HealthCheck, HealthConfig, HealthGate, HealthGateLayer, HealthStatus, Unhealthy};
 pub use retry::{Retry, RetryBudget, RetryLayer, RetryPolicy};
+pub use setting::SharedDuration;
 pub use timeout::{AttemptTimedOut, AttemptTimeout, AttemptTimeoutLayer};

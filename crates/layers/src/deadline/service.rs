@@ -7,6 +7,7 @@ use tower_service::Service;
 use super::DeadlineExceeded;
 use super::future::ResponseFuture;
 use crate::RequestInfo;
+use crate::setting::{DurationSetting, SharedDuration};
 
 /// Bounds each call by a deadline and stamps it on the request.
 ///
@@ -17,18 +18,28 @@ use crate::RequestInfo;
 #[derive(Debug, Clone)]
 pub struct Deadline<S> {
     inner: S,
-    default: Duration,
+    default: DurationSetting,
 }
 
 impl<S> Deadline<S> {
     /// Bounds calls to `inner` that carry no deadline of their own by `default`.
     pub const fn new(inner: S, default: Duration) -> Self {
+        Deadline::from_setting(inner, DurationSetting::Fixed(default))
+    }
+
+    /// Bounds calls to `inner` that carry no deadline of their own by `default`, read on
+    /// every call (see [`SharedDuration`]).
+    pub fn shared(inner: S, default: SharedDuration) -> Self {
+        Deadline::from_setting(inner, DurationSetting::Shared(default))
+    }
+
+    pub(crate) const fn from_setting(inner: S, default: DurationSetting) -> Self {
         Deadline { inner, default }
     }
 
-    /// The deadline a call gets when its request carries none.
+    /// The deadline a call gets when its request carries none (now).
     pub fn default_deadline(&self) -> Duration {
-        self.default
+        self.default.get()
     }
 
     /// Get a reference to the inner service
@@ -67,7 +78,7 @@ where
         let at = match request.deadline() {
             Some(own) => own,
             None => {
-                let at = now + self.default;
+                let at = now + self.default.get();
                 request.set_deadline(at);
                 at
             }

@@ -164,7 +164,7 @@ where
         let backoff = self
             .backoff
             .get_or_insert_with(|| BackoffState::new(shared.next_seed()));
-        let delay = match shared.policy.decide(
+        let delay = match shared.policy.load().decide(
             &self.request,
             &error,
             self.attempt,

@@ -28,15 +28,36 @@ impl RetryLayer {
 
     /// Draw retries from `budget` instead, e.g. one budget shared by several layers.
     pub fn with_budget(self, budget: RetryBudget) -> Self {
-        let policy = self.shared.policy.clone();
+        let policy = RetryPolicy::clone(&self.shared.policy.load());
         RetryLayer {
             shared: Arc::new(Shared::new(policy, Some(budget))),
         }
     }
 
-    /// The policy of this layer's services.
-    pub fn policy(&self) -> &RetryPolicy {
-        &self.shared.policy
+    /// The policy of this layer's services (now).
+    pub fn policy(&self) -> Arc<RetryPolicy> {
+        self.shared.policy.load_full()
+    }
+
+    /// Makes every service this layer built, and will build, retry by `policy` from now on:
+    /// calls under way take their next decision by it. The budget and its settings stay (a
+    /// budget in `policy` is ignored; build a new layer to change it). Fails, keeping the
+    /// old policy, on the first field of `policy` out of range.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use qdrant_tower_layers::{ErrorKind, RetryLayer, RetryPolicy};
+    ///
+    /// let layer = RetryLayer::new(RetryPolicy::default()).unwrap();
+    /// layer
+    ///     .set_policy(RetryPolicy::default().with_attempts(ErrorKind::Unavailable, 5))
+    ///     .unwrap();
+    /// assert_eq!(layer.policy().kind(ErrorKind::Unavailable).max_attempts, 5);
+    /// assert!(layer.set_policy(RetryPolicy::default().with_time_scale(-1.0)).is_err());
+    /// assert_eq!(layer.policy().kind(ErrorKind::Unavailable).max_attempts, 5);
+    /// ```
+    pub fn set_policy(&self, policy: RetryPolicy) -> Result<(), ConfigError> {
+        self.shared.set_policy(policy)
     }
 
     /// The budget this layer's services share, if any.

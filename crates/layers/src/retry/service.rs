@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -41,7 +42,7 @@ pub struct Retry<S> {
 
 /// What every clone of a retry service, and every call it starts, shares.
 pub(crate) struct Shared {
-    pub policy: RetryPolicy,
+    pub policy: ArcSwap<RetryPolicy>,
     pub budget: Option<RetryBudget>,
     pub metrics: Metrics,
     seeds: AtomicU64,
@@ -55,11 +56,18 @@ impl Shared {
             .seed()
             .unwrap_or_else(|| RandomState::new().hash_one(0x5EED_u64));
         Shared {
-            policy,
+            policy: ArcSwap::from_pointee(policy),
             budget,
             metrics: Metrics::register(),
             seeds: AtomicU64::new(seed),
         }
+    }
+
+    /// Swaps the policy after checking it; the budget and seed sequence stay.
+    pub fn set_policy(&self, policy: RetryPolicy) -> Result<(), ConfigError> {
+        policy.validate()?;
+        self.policy.store(Arc::new(policy));
+        Ok(())
     }
 
     /// A fresh seed for one call's jitter (the SplitMix64 sequence of the layer's seed).
@@ -74,7 +82,7 @@ impl Shared {
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
-            .field("policy", &self.policy)
+            .field("policy", &self.policy.load())
             .field("budget", &self.budget)
             .finish_non_exhaustive()
     }
@@ -99,9 +107,15 @@ impl<S> Retry<S> {
         Retry { inner, shared }
     }
 
-    /// The policy this service retries by.
-    pub fn policy(&self) -> &RetryPolicy {
-        &self.shared.policy
+    /// The policy this service retries by (now).
+    pub fn policy(&self) -> Arc<RetryPolicy> {
+        self.shared.policy.load_full()
+    }
+
+    /// Retries by `policy` from now on, in this service, its clones and every service of
+    /// the layer it came from; see [`RetryLayer::set_policy`](super::RetryLayer::set_policy).
+    pub fn set_policy(&self, policy: RetryPolicy) -> Result<(), ConfigError> {
+        self.shared.set_policy(policy)
     }
 
     /// The budget this service and its clones share, if any.
@@ -127,7 +141,7 @@ impl<S> Retry<S> {
     /// When the call of `request`, started `now`, must be over: the earlier of the request's
     /// own deadline and the policy's, which the request then carries to the layers below.
     fn deadline_for<Req: RequestInfo>(&self, request: &mut Req, now: Instant) -> Option<Instant> {
-        match self.shared.policy.deadline() {
+        match self.shared.policy.load().deadline() {
             Some(total) => Some(tighten_deadline(request, now + total)),
             None => request.deadline(),
         }
@@ -147,7 +161,7 @@ impl<S: fmt::Debug> fmt::Debug for Retry<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
-            .field("policy", &self.shared.policy)
+            .field("policy", &self.shared.policy.load())
             .field("budget", &self.shared.budget)
             .finish()
     }
@@ -173,13 +187,14 @@ where
             budget.deposit();
         }
         let mut request = request;
-        let deadline = if self.shared.policy.deadline().is_some() || request.deadline().is_some() {
-            let now = Instant::now();
-            self.deadline_for(&mut request, now)
-                .map(|at| (at, at.saturating_duration_since(now)))
-        } else {
-            None
-        };
+        let deadline =
+            if self.shared.policy.load().deadline().is_some() || request.deadline().is_some() {
+                let now = Instant::now();
+                self.deadline_for(&mut request, now)
+                    .map(|at| (at, at.saturating_duration_since(now)))
+            } else {
+                None
+            };
         let span = attempt_span(&request, 1, Duration::ZERO);
         let retained = request.clone();
         let future = {

@@ -60,7 +60,7 @@ impl TowerPolicy {
 impl fmt::Debug for TowerPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TowerPolicy")
-            .field("policy", &self.shared.policy)
+            .field("policy", &self.shared.policy.load())
             .field("attempt", &self.attempt)
             .finish_non_exhaustive()
     }
@@ -83,6 +83,7 @@ where
         let Decision::Retry(delay) =
             shared
                 .policy
+                .load()
                 .decide(&*request, &*error, self.attempt, backoff, deadline)
         else {
             self.finish(error);

@@ -7,6 +7,7 @@ use tower_service::Service;
 use super::AttemptTimedOut;
 use super::future::ResponseFuture;
 use crate::RequestInfo;
+use crate::setting::{DurationSetting, SharedDuration};
 
 /// Bounds each call by a timeout, shrunk to the request's deadline.
 ///
@@ -20,18 +21,28 @@ use crate::RequestInfo;
 #[derive(Debug, Clone)]
 pub struct AttemptTimeout<S> {
     inner: S,
-    timeout: Duration,
+    timeout: DurationSetting,
 }
 
 impl<S> AttemptTimeout<S> {
     /// Bounds each call to `inner` by `timeout`.
     pub const fn new(inner: S, timeout: Duration) -> Self {
+        AttemptTimeout::from_setting(inner, DurationSetting::Fixed(timeout))
+    }
+
+    /// Bounds each call to `inner` by `timeout`, read on every call (see
+    /// [`SharedDuration`]).
+    pub fn shared(inner: S, timeout: SharedDuration) -> Self {
+        AttemptTimeout::from_setting(inner, DurationSetting::Shared(timeout))
+    }
+
+    pub(crate) const fn from_setting(inner: S, timeout: DurationSetting) -> Self {
         AttemptTimeout { inner, timeout }
     }
 
-    /// The longest an attempt may take when the call's deadline is further away.
+    /// The longest an attempt may take when the call's deadline is further away (now).
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.timeout.get()
     }
 
     /// Get a reference to the inner service
@@ -67,7 +78,7 @@ where
 
     fn call(&mut self, mut request: Req) -> Self::Future {
         let now = Instant::now();
-        let own = now + self.timeout;
+        let own = now + self.timeout.get();
         let (at, by_deadline) = match request.deadline() {
             Some(deadline) if deadline < own => (deadline, true),
             _ => {
