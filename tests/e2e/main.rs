@@ -14,4 +14,5 @@ mod chaos;
 mod cluster;
 mod faults;
 mod front_door;
+mod reload;
 mod stack;
