@@ -47,7 +47,7 @@ pub use qdrant_tower_client as client;
 pub use qdrant_tower_layers as layers;
 
 pub use qdrant_tower_client::{
-    ChunkOptions, ChunkedUpsert, InvalidRequest, Limits, Payload, QdrantService,
+    ChunkOptions, ChunkedUpsert, InvalidRequest, Limits, Payload, PoolStats, QdrantService,
     QdrantServiceBuilder, VectorError, VectorOp, VectorRequest, VectorResponse, qdrant,
     upsert_chunked,
 };

@@ -11,7 +11,7 @@ use tower::Layer;
 use tower::layer::util::{Identity, Stack};
 
 use qdrant_tower_client::{
-    QdrantService, QdrantServiceBuilder, VectorError, VectorRequest, VectorResponse,
+    PoolStats, QdrantService, QdrantServiceBuilder, VectorError, VectorRequest, VectorResponse,
 };
 use qdrant_tower_layers::breaker::{
     Breaker, BreakerConfig, BreakerKey, BreakerRegistry, CircuitBreaker, CircuitOpen, KeyedBreaker,
@@ -252,6 +252,8 @@ struct Control {
     breakers: Breakers,
     overrides: Overrides,
     current: Mutex<StackConfig>,
+    /// A clone of the bottom service, for its pool's figures.
+    pool: QdrantService,
 }
 
 impl Control {
@@ -476,6 +478,12 @@ impl<S> QdrantStack<S> {
             Breakers::Single(_, registry) => registry,
             Breakers::Keyed(layer) => layer.registry(),
         }
+    }
+
+    /// Each endpoint's connections now (open, in flight, grown, shrunk, replaced); see
+    /// [`QdrantServiceBuilder::connections`].
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        self.control.pool.pool_stats()
     }
 
     /// The stack's health check (status, subscribe for readiness probes…).
@@ -774,8 +782,11 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
         }
         let qdrant = service
             .api_key(config.api_key.as_ref().map(|key| key.expose().to_owned()))
-            .connections_per_endpoint(config.connections.min)
+            .connections(config.connections.min, config.connections.max)
+            .grow_at(config.connections.grow_at)
+            .idle_timeout(config.connections.idle)
             .build()?;
+        let pool = qdrant.clone();
         let name = config.name.as_str();
         let breaker_config = overrides.breaker_config(&config);
         let health = qdrant.health_check(
@@ -821,6 +832,7 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
                 breakers,
                 overrides,
                 current: Mutex::new(config),
+                pool,
             }),
         })
     }

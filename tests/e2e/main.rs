@@ -14,5 +14,6 @@ mod chaos;
 mod cluster;
 mod faults;
 mod front_door;
+mod pool;
 mod reload;
 mod stack;

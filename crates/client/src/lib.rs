@@ -23,12 +23,14 @@
 mod by_ref;
 mod chunked;
 mod error;
+mod pool;
 mod request;
 mod service;
 mod validate;
 
 pub use chunked::{ChunkOptions, ChunkSuccess, ChunkedUpsert, FailedChunk, upsert_chunked};
 pub use error::{INSUFFICIENT_STORAGE_HEADER, InvalidRequest, RETRY_AFTER_HEADER, VectorError};
+pub use pool::PoolStats;
 pub use request::{VectorOp, VectorRequest, VectorResponse};
 pub use service::{ConfigError, QdrantService, QdrantServiceBuilder, ResponseFuture};
 pub use validate::Limits;

@@ -14,10 +14,11 @@ use qdrant_tower_layers::{
 use tokio::time::Instant;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{ClientTlsConfig, Endpoint};
 use tower_service::Service;
 
 use crate::error::VectorError;
+use crate::pool::{EndpointPool, InFlight, Picked, PoolSettings, PoolStats};
 use crate::request::{VectorRequest, VectorResponse, dispatch};
 use crate::validate::Limits;
 
@@ -99,20 +100,20 @@ const DEADLINE_SLACK: Duration = Duration::from_millis(2);
 pub struct QdrantService {
     shared: Arc<Shared>,
     /// The channel `poll_ready` reserved a slot on, which the next `call` uses.
-    ready: Option<Channel>,
+    ready: Option<Picked>,
 }
 
 struct Shared {
-    channels: Box<[Channel]>,
+    pools: Box<[Arc<EndpointPool>]>,
     next: AtomicUsize,
     options: CallOptions,
     limits: Limits,
 }
 
 impl Shared {
-    fn pick(&self) -> Channel {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
-        self.channels[index].clone()
+    fn pick(&self) -> Picked {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.pools.len();
+        self.pools[index].pick()
     }
 }
 
@@ -132,6 +133,28 @@ impl QdrantService {
     /// The limits requests are validated against before sending.
     pub fn limits(&self) -> &Limits {
         &self.shared.limits
+    }
+
+    /// Each endpoint's connections now: how many are open, the calls in flight, and how
+    /// often the pool grew, shrank and replaced a failed connection.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use qdrant_tower_client::QdrantService;
+    ///
+    /// let service = QdrantService::builder()
+    ///     .endpoint("http://localhost:6334")
+    ///     .connections(1, 4)
+    ///     .grow_at(32)
+    ///     .build()?;
+    /// let stats = &service.pool_stats()[0];
+    /// assert_eq!((stats.connections, stats.min, stats.max), (1, 1, 4));
+    /// # Ok(()) }
+    /// ```
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        self.shared.pools.iter().map(|pool| pool.stats()).collect()
     }
 
     /// Starts a [`HealthCheck`] whose probe is Qdrant's gRPC health-check RPC
@@ -192,7 +215,7 @@ impl Clone for QdrantService {
 impl fmt::Debug for QdrantService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QdrantService")
-            .field("channels", &self.shared.channels.len())
+            .field("pools", &self.pool_stats())
             .field("options", &self.shared.options)
             .field("limits", &self.shared.limits)
             .finish_non_exhaustive()
@@ -205,14 +228,18 @@ impl Service<VectorRequest> for QdrantService {
     type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        let channel = self.ready.get_or_insert_with(|| self.shared.pick());
-        Service::<http::Request<tonic::body::Body>>::poll_ready(channel, cx).map_err(|error| {
-            // The channel's worker is gone; the next poll picks (and rebuilds) another.
-            self.ready = None;
-            VectorError::new(ErrorKind::Connect, "poll_ready", error.to_string())
-                .with_source(error)
-                .with_maybe_sent(false)
-        })
+        let picked = self.ready.get_or_insert_with(|| self.shared.pick());
+        let (pool, slot) = (Arc::clone(&picked.pool), picked.slot);
+        Service::<http::Request<tonic::body::Body>>::poll_ready(&mut picked.channel, cx).map_err(
+            |error| {
+                // The channel's worker is gone: its slot gets a new one and the next poll picks.
+                self.ready = None;
+                pool.replace(slot);
+                VectorError::new(ErrorKind::Connect, "poll_ready", error.to_string())
+                    .with_source(error)
+                    .with_maybe_sent(false)
+            },
+        )
     }
 
     fn call(&mut self, request: VectorRequest) -> Self::Future {
@@ -248,7 +275,9 @@ impl Service<VectorRequest> for QdrantService {
         let server_timeout = request.deadline().and(limit);
         let collection = request.collection().map(str::to_owned);
         let op = request.into_shared();
-        let channel = self.ready.take().unwrap_or_else(|| self.shared.pick());
+        let picked = self.ready.take().unwrap_or_else(|| self.shared.pick());
+        let channel = picked.channel;
+        let in_flight = InFlight::start(picked.pool, picked.slot);
         let shared = Arc::clone(&self.shared);
         ResponseFuture::called(Box::pin(async move {
             let call = dispatch(channel, &shared.options, op, limit, server_timeout);
@@ -275,6 +304,9 @@ impl Service<VectorRequest> for QdrantService {
             };
             outcome.map_err(|status| {
                 let error = VectorError::from_status(status, operation, collection.as_deref());
+                if error.kind() == ErrorKind::Connect {
+                    in_flight.connection_failed();
+                }
                 at_the_limit(error, limit.map(|limit| now + limit), Instant::now())
             })
         }))
@@ -428,7 +460,9 @@ pub(crate) trait Configure: Sized {
 #[derive(Clone)]
 pub struct QdrantServiceBuilder {
     endpoints: Vec<String>,
-    connections_per_endpoint: usize,
+    connections: (usize, usize),
+    grow_at: usize,
+    idle_timeout: Duration,
     connect_timeout: Duration,
     keep_alive_interval: Option<Duration>,
     keep_alive_timeout: Duration,
@@ -445,7 +479,9 @@ impl Default for QdrantServiceBuilder {
     fn default() -> Self {
         QdrantServiceBuilder {
             endpoints: Vec::new(),
-            connections_per_endpoint: 1,
+            connections: (1, 1),
+            grow_at: 64,
+            idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
             keep_alive_interval: Some(Duration::from_secs(20)),
             keep_alive_timeout: Duration::from_secs(10),
@@ -464,7 +500,9 @@ impl fmt::Debug for QdrantServiceBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QdrantServiceBuilder")
             .field("endpoints", &self.endpoints)
-            .field("connections_per_endpoint", &self.connections_per_endpoint)
+            .field("connections", &self.connections)
+            .field("grow_at", &self.grow_at)
+            .field("idle_timeout", &self.idle_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("keep_alive_interval", &self.keep_alive_interval)
             .field("keep_alive_timeout", &self.keep_alive_timeout)
@@ -498,7 +536,32 @@ impl QdrantServiceBuilder {
     /// HTTP/2 connections to open per endpoint. Default 1; more helps past a few hundred
     /// concurrent calls, where one connection's stream limit and single-threaded framing bind.
     pub fn connections_per_endpoint(mut self, connections: usize) -> Self {
-        self.connections_per_endpoint = connections;
+        self.connections = (connections, connections);
+        self
+    }
+
+    /// Connections per endpoint that grow with load: `min` always, one more whenever the
+    /// calls in flight on the endpoint reach [`grow_at`](Self::grow_at) per open connection,
+    /// up to `max`; one fewer after [`idle_timeout`](Self::idle_timeout) with one fewer
+    /// enough. A connection that failed is replaced by a new one (opened on its next call).
+    /// [`QdrantService::pool_stats`] shows the pool. Default: 1 and 1.
+    pub fn connections(mut self, min: usize, max: usize) -> Self {
+        self.connections = (min, max);
+        self
+    }
+
+    /// Calls in flight per connection past which the pool opens another (up to the
+    /// maximum of [`connections`](Self::connections)). Default 64: well under HTTP/2's usual
+    /// 100-stream limit per connection.
+    pub fn grow_at(mut self, calls: usize) -> Self {
+        self.grow_at = calls;
+        self
+    }
+
+    /// How long the calls in flight must fit in one connection fewer before the pool closes
+    /// one (down to the minimum). Default 60 s.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = idle;
         self
     }
 
@@ -575,46 +638,78 @@ impl QdrantServiceBuilder {
     ///
     /// Must be called within a Tokio runtime (tonic spawns each channel's worker).
     pub fn build(self) -> Result<QdrantService, ConfigError> {
-        let (endpoints, options, limits) = self.prepare()?;
-        let channels = endpoints.iter().map(Endpoint::connect_lazy).collect();
-        Ok(QdrantService::new(channels, options, limits))
+        let (endpoints, settings, options, limits) = self.prepare()?;
+        let pools = endpoints
+            .into_iter()
+            .map(|(url, endpoint)| EndpointPool::new(url, endpoint, settings, Vec::new()))
+            .collect();
+        Ok(QdrantService::new(pools, options, limits))
     }
 
     /// Builds the service and opens every connection first, failing with a
     /// [`ErrorKind::Connect`] error naming the endpoint if one cannot be reached within the
     /// connect timeout.
     pub async fn connect(self) -> Result<QdrantService, VectorError> {
-        let (endpoints, options, limits) = self.prepare().map_err(|error| {
+        let (endpoints, settings, options, limits) = self.prepare().map_err(|error| {
             VectorError::new(ErrorKind::InvalidRequest, "connect", error.to_string())
                 .with_source(error)
                 .with_maybe_sent(false)
         })?;
-        let mut channels = Vec::with_capacity(endpoints.len());
-        for endpoint in &endpoints {
-            let channel = endpoint.connect().await.map_err(|error| {
-                let message = format!("cannot connect to {}: {error}", endpoint.uri());
-                VectorError::new(ErrorKind::Connect, "connect", message)
-                    .with_source(error)
-                    .with_maybe_sent(false)
-            })?;
-            channels.push(channel);
+        let mut pools = Vec::with_capacity(endpoints.len());
+        for (url, endpoint) in endpoints {
+            let mut channels = Vec::with_capacity(settings.max);
+            for _ in 0..settings.min {
+                let channel = endpoint.connect().await.map_err(|error| {
+                    let message = format!("cannot connect to {}: {error}", endpoint.uri());
+                    VectorError::new(ErrorKind::Connect, "connect", message)
+                        .with_source(error)
+                        .with_maybe_sent(false)
+                })?;
+                channels.push(channel);
+            }
+            pools.push(EndpointPool::new(url, endpoint, settings, channels));
         }
-        Ok(QdrantService::new(channels, options, limits))
+        Ok(QdrantService::new(pools, options, limits))
     }
 
-    fn prepare(self) -> Result<(Vec<Endpoint>, CallOptions, Limits), ConfigError> {
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        self,
+    ) -> Result<(Vec<(String, Endpoint)>, PoolSettings, CallOptions, Limits), ConfigError> {
         if self.endpoints.is_empty() {
             return Err(ConfigError::new(
                 "endpoint",
                 "at least one endpoint is required",
             ));
         }
-        if self.connections_per_endpoint == 0 {
+        let (min, max) = self.connections;
+        if min == 0 {
             return Err(ConfigError::new(
-                "connections_per_endpoint",
-                "must be at least 1",
+                "connections",
+                "the minimum must be at least 1",
             ));
         }
+        if max < min {
+            return Err(ConfigError::new(
+                "connections",
+                format!("the maximum ({max}) must be at least the minimum ({min})"),
+            ));
+        }
+        if self.grow_at == 0 {
+            return Err(ConfigError::new("grow_at", "must be at least 1 call"));
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "idle_timeout",
+                "must be greater than zero",
+            ));
+        }
+        let settings = PoolSettings {
+            min,
+            max,
+            grow_at: self.grow_at,
+            idle: self.idle_timeout,
+        };
         let mut endpoints = Vec::new();
         for url in &self.endpoints {
             let mut endpoint = Endpoint::from_shared(url.clone())
@@ -639,9 +734,7 @@ impl QdrantServiceBuilder {
                     .tls_config(tls)
                     .map_err(|error| ConfigError::new("tls", error.to_string()))?;
             }
-            for _ in 0..self.connections_per_endpoint {
-                endpoints.push(endpoint.clone());
-            }
+            endpoints.push((url.clone(), endpoint));
         }
         let api_key = match self.api_key {
             Some(key) => {
@@ -678,15 +771,16 @@ impl QdrantServiceBuilder {
             max_bytes: self.limits.max_bytes.min(self.max_message_size),
             ..self.limits
         };
-        Ok((endpoints, options, limits))
+        Ok((endpoints, settings, options, limits))
     }
 }
 
 impl QdrantService {
-    fn new(channels: Vec<Channel>, options: CallOptions, limits: Limits) -> Self {
+    fn new(pools: Vec<Arc<EndpointPool>>, options: CallOptions, limits: Limits) -> Self {
+        crate::pool::spawn_reaper(&pools);
         QdrantService {
             shared: Arc::new(Shared {
-                channels: channels.into_boxed_slice(),
+                pools: pools.into_boxed_slice(),
                 next: AtomicUsize::new(0),
                 options,
                 limits,
