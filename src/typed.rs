@@ -218,11 +218,16 @@ where
                 request = request.with_deadline(deadline);
             }
         }
+        // A reference count, not a copy: to name the call in a layer's rejection.
+        let named = request.clone();
         self.service
             .clone()
             .oneshot(request)
             .await
-            .map_err(Into::into)
+            .map_err(|error| {
+                let error: VectorError = error.into();
+                error.for_request(named.operation(), named.collection())
+            })
     }
 
     /// Every point a scroll selects, page after page (following `next_page_offset`), as a

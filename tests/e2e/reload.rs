@@ -315,7 +315,13 @@ async fn keyed_breakers_isolate_a_faulted_collection() {
     }
     let rejected = client.search(search("sick")).await.unwrap_err();
     assert_eq!(rejected.kind(), ErrorKind::CircuitOpen);
-    assert!(rejected.to_string().contains("qdrant/sick"), "{rejected}");
+    assert!(
+        rejected
+            .to_string()
+            .starts_with("search on collection `sick` failed (circuit_open)")
+            && rejected.to_string().contains("qdrant/sick"),
+        "{rejected}"
+    );
     // The other collection goes on.
     for _ in 0..5 {
         client.search(search("well")).await.unwrap();

@@ -109,6 +109,31 @@ impl VectorError {
         self
     }
 
+    /// Names the request a layer's rejection (open breaker, unhealthy backend, deadline)
+    /// failed, which the layer did not know: `operation` and `collection` are set only if
+    /// the error has no operation yet. The typed client does this for every call.
+    ///
+    /// ```
+    /// use qdrant_tower_client::VectorError;
+    /// use qdrant_tower_layers::ErrorKind;
+    ///
+    /// let rejected = VectorError::new(ErrorKind::CircuitOpen, "", "circuit `qdrant` is open")
+    ///     .for_request("search", Some("docs"));
+    /// assert_eq!(
+    ///     rejected.to_string(),
+    ///     "search on collection `docs` failed (circuit_open): circuit `qdrant` is open"
+    /// );
+    /// ```
+    pub fn for_request(mut self, operation: &'static str, collection: Option<&str>) -> Self {
+        if self.0.operation.is_empty() {
+            self.0.operation = operation;
+            if self.0.collection.is_none() {
+                self.0.collection = collection.map(str::to_owned);
+            }
+        }
+        self
+    }
+
     /// Sets the underlying cause.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.0.source = Some(source.into());
