@@ -610,3 +610,58 @@ async fn stats_count_a_pooled_clients_connections_and_the_bytes_both_ways() {
     })
     .await;
 }
+
+/// The pool as the network sees it: more TCP connections under load, closed again when idle,
+/// and a connection the network cut replaced by a new one.
+#[tokio::test]
+async fn the_pool_opens_connections_under_load_and_closes_them_when_idle() {
+    bounded(async {
+        let setup = Setup::start().await;
+        let client = client_of(&setup.proxy.url())
+            .connections(1, 3)
+            .grow_at(2)
+            .idle_timeout(Duration::from_millis(200))
+            .request_timeout(Some(LONG_TIMEOUT))
+            .build()
+            .expect("valid settings");
+        setup.search_ok(&client).await;
+        assert_eq!(setup.proxy.stats().accepted, 1);
+
+        // Slow answers keep 6 calls in flight: the pool opens two more connections.
+        setup.proxy.latency(
+            Direction::Downstream,
+            Duration::from_millis(300),
+            Duration::ZERO,
+        );
+        let calls: Vec<_> = (0..6)
+            .map(|_| tokio::spawn(client.clone().oneshot(setup.search_request())))
+            .collect();
+        for call in calls {
+            call.await.unwrap().expect("slow but answered");
+        }
+        let stats = client.pool_stats()[0].clone();
+        assert_eq!((stats.connections, stats.grown), (3, 2), "{stats:?}");
+        assert_eq!(setup.proxy.stats().accepted, 3, "three TCP connections");
+
+        // Idle: back to one connection, and the others are closed, not just unused.
+        setup.proxy.clear();
+        eventually("the pool shrinks to one", || {
+            client.pool_stats()[0].connections == 1
+        })
+        .await;
+        eventually("the idle connections close", || {
+            setup.proxy.stats().open == 1
+        })
+        .await;
+
+        // The network cuts the connection: the call fails, its slot gets a new channel, and
+        // the next call connects afresh.
+        setup.proxy.reset_all().await;
+        let error = setup.search_err(&client).await;
+        assert_eq!(error.kind(), ErrorKind::Connect, "{error}");
+        assert!(client.pool_stats()[0].replaced >= 1);
+        setup.search_ok(&client).await;
+        assert_eq!(setup.proxy.stats().accepted, 4, "a new connection");
+    })
+    .await;
+}
