@@ -12,6 +12,9 @@
 //! - [`QdrantStack`]: the recommended stack (deadline → retry → health gate → circuit breaker
 //!   → attempt timeout → [`QdrantService`]) built from a [`Profile`], with a nameable service
 //!   type ([`StackService`]) and hooks for your own layers;
+//! - [`config`]: the stack's configuration from a profile, a TOML file and the environment,
+//!   validated with the key, value and source of each mistake, and reloaded into a running
+//!   stack ([`QdrantStack::reload`], [`QdrantStack::watch`]);
 //! - [`Client`]: typed calls (qdrant-client's messages in, its typed responses out) over the
 //!   stack or any `Service<VectorRequest>`.
 //!
