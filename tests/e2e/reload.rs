@@ -289,17 +289,22 @@ async fn a_watched_file_reloads_the_stack_and_a_bad_one_is_rejected() {
     );
 }
 
+/// A stack with breakers keyed by `key` that open after 2 failures, and no retries.
+fn keyed(server: &TestServer, key: BreakerKey) -> QdrantStack {
+    let mut base = config(server);
+    base.retry.unavailable.attempts = 1;
+    base.breaker.failure_threshold = 2;
+    QdrantStack::builder()
+        .config(base)
+        .keyed_breakers(key)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn keyed_breakers_isolate_a_faulted_collection() {
     let server = TestServer::start().await.unwrap();
-    let mut base = config(&server);
-    base.retry.unavailable.attempts = 1;
-    base.breaker.failure_threshold = 2;
-    let stack = QdrantStack::builder()
-        .config(base)
-        .keyed_breakers(BreakerKey::Collection)
-        .build()
-        .unwrap();
+    let stack = keyed(&server, BreakerKey::Collection);
     let client = stack.client();
     collection(&client, "sick").await;
     collection(&client, "well").await;
@@ -349,14 +354,7 @@ async fn keyed_breakers_isolate_a_faulted_collection() {
 #[tokio::test]
 async fn keyed_by_class_failing_reads_do_not_stop_writes() {
     let server = TestServer::start().await.unwrap();
-    let mut base = config(&server);
-    base.retry.unavailable.attempts = 1;
-    base.breaker.failure_threshold = 2;
-    let stack = QdrantStack::builder()
-        .config(base)
-        .keyed_breakers(BreakerKey::CollectionAndClass)
-        .build()
-        .unwrap();
+    let stack = keyed(&server, BreakerKey::CollectionAndClass);
     let client = stack.client();
     collection(&client, "docs").await;
     server.set_faults(FaultRule::new(Fault::unavailable()).rpc(Rpc::Search));
