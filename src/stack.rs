@@ -178,7 +178,21 @@ pub type StackService<Inner = QdrantService> =
 
 /// The stack's circuit breaker: one [`CircuitBreaker`] for every call, or a [`KeyedBreaker`]
 /// with one breaker per collection (and operation class), as
-/// [`keyed_breakers`](QdrantStackBuilder::keyed_breakers) chose.
+/// [`keyed_breakers`](QdrantStackBuilder::keyed_breakers) chose. You meet it as part of
+/// [`StackService`]'s type, which stays the same either way:
+///
+/// ```no_run
+/// use qdrant_tower::layers::BreakerKey;
+/// use qdrant_tower::{Client, QdrantStack, StackService};
+///
+/// struct AppState {
+///     qdrant: Client<StackService>, // one breaker or one per collection: the same type
+/// }
+/// # fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let stack = QdrantStack::builder().keyed_breakers(BreakerKey::Collection).build()?;
+/// let state = AppState { qdrant: stack.client() };
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct StackBreaker<S> {
     inner: BreakerService<S>,

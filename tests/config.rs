@@ -385,6 +385,16 @@ fn secrets_stay_out_of_debug_dumps_and_errors() {
         .load()
         .unwrap_err();
     assert!(!format!("{error} {error:?}").contains(secret));
+    // A key of the wrong type is not quoted back.
+    let error = ConfigLoader::new()
+        .toml("api_key = 982451653")
+        .load()
+        .unwrap_err();
+    assert!(
+        !format!("{error} {error:?}").contains("982451653")
+            && error.to_string().starts_with("api_key: must be a string"),
+        "{error}"
+    );
 }
 
 fn toml_dump(config: &StackConfig) -> String {

@@ -195,6 +195,15 @@ pub struct BreakerSettings {
 }
 
 /// Which breaker a call goes through.
+///
+/// ```
+/// use qdrant_tower::config::{ConfigLoader, Keyed};
+/// let config = ConfigLoader::new()
+///     .toml("[breaker]\nkeyed = \"collection_and_class\"")
+///     .load()?;
+/// assert_eq!(config.breaker.keyed, Keyed::CollectionAndClass);
+/// # Ok::<(), qdrant_tower::config::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -853,6 +862,12 @@ fn describe(figment: &Figment, error: figment::Error) -> ConfigError {
                 origin,
             }
         }
+        // A wrong-typed secret: figment's message would quote it.
+        _ if key == "api_key" => ConfigError::Parse {
+            key,
+            reason: "must be a string (the value is not shown: it is a secret)".to_owned(),
+            origin,
+        },
         _ => ConfigError::Parse {
             key,
             reason: error.kind.to_string(),
@@ -876,6 +891,17 @@ fn closest<'a>(given: &str, known: &[&'a str]) -> Option<&'a str> {
 }
 
 /// A value out of range, named: field, value, reason and (when loaded) the source.
+///
+/// ```
+/// use qdrant_tower::config::{ConfigError, ConfigLoader};
+/// let error = ConfigLoader::new()
+///     .env_vars([("QDRANT_TOWER__CONNECTIONS__MAX", "0")])
+///     .load()
+///     .unwrap_err();
+/// let ConfigError::Invalid(invalid) = error else { unreachable!() };
+/// assert_eq!((invalid.field(), invalid.value()), ("connections.max", "0"));
+/// assert_eq!(invalid.origin(), Some("from environment variable QDRANT_TOWER__CONNECTIONS__MAX"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvalidConfig {
     field: String,
