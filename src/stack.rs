@@ -558,10 +558,7 @@ impl<S> QdrantStack<S> {
     /// let _watcher = stack.watch(loader)?; // keep it: dropping it stops watching
     /// # Ok(()) }
     /// ```
-    pub fn watch(&self, loader: ConfigLoader) -> Result<ConfigWatcher, ConfigError>
-    where
-        S: Send + Sync + 'static,
-    {
+    pub fn watch(&self, loader: ConfigLoader) -> Result<ConfigWatcher, ConfigError> {
         let control = Arc::clone(&self.control);
         ConfigWatcher::start(loader, move |config| control.reload(config))
     }
