@@ -268,6 +268,7 @@ struct Control {
     current: Mutex<StackConfig>,
     /// A clone of the bottom service, for its pool's figures.
     pool: QdrantService,
+    health: HealthCheck,
 }
 
 impl Control {
@@ -312,18 +313,28 @@ impl Control {
             b.keyed = Keyed::None;
             b
         };
+        let health = (next.health != current.health && self.overrides.health.is_none())
+            .then(|| next.health_config());
+        if let Some(health) = &health {
+            health.validate().map_err(|e| invalid("health", e))?;
+        }
         if breaker_fields(&next) != breaker_fields(&current) {
             self.breakers
                 .reconfigure(&next.name, breaker)
                 .map_err(|e| invalid("breaker", e))?;
             applied.push("breaker");
         }
+        if let Some(health) = health {
+            self.health
+                .reconfigure(health)
+                .map_err(|e| invalid("health", e))?;
+            applied.push("health");
+        }
         for (field, changed) in [
             ("endpoints", next.endpoints != current.endpoints),
             ("api_key", next.api_key != current.api_key),
             ("name", next.name != current.name),
             ("connections", next.connections != current.connections),
-            ("health", next.health != current.health),
             ("breaker.keyed", next.breaker.keyed != current.breaker.keyed),
             (
                 "idempotent_create",
@@ -347,10 +358,10 @@ impl Control {
 #[non_exhaustive]
 pub struct Reloaded {
     /// The sections swapped in the running stack: `deadline`, `attempt_timeout`, `retry`,
-    /// `breaker` (thresholds and open wait).
+    /// `breaker` (thresholds and open wait), `health` (probe interval, timeout, thresholds).
     pub applied: Vec<&'static str>,
     /// Changed settings the running stack keeps until it is built again: `endpoints`,
-    /// `api_key`, `name`, `connections`, `health`, `breaker.keyed`; `idempotent_create`
+    /// `api_key`, `name`, `connections`, `breaker.keyed`; `idempotent_create`
     /// applies to clients made after the reload.
     pub needs_restart: Vec<&'static str>,
 }
@@ -524,8 +535,9 @@ impl<S> QdrantStack<S> {
     /// still win.
     ///
     /// `config` is checked whole first: if anything is out of range, nothing changes and the
-    /// error names it. Settings that need a new stack (endpoints, API key, connections,
-    /// health check, breaker keying) are listed in [`Reloaded::needs_restart`], not applied.
+    /// error names it. The health check's timing and thresholds apply from its next probe.
+    /// Settings that need a new stack (endpoints, API key, connections, breaker keying) are
+    /// listed in [`Reloaded::needs_restart`], not applied.
     ///
     /// ```no_run
     /// # use qdrant_tower::QdrantStack;
@@ -835,7 +847,7 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
         );
         Ok(QdrantStack {
             service: self.around.layer(core),
-            health,
+            health: health.clone(),
             control: Arc::new(Control {
                 retry,
                 deadline,
@@ -844,6 +856,7 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
                 overrides,
                 current: Mutex::new(config),
                 pool,
+                health,
             }),
         })
     }

@@ -194,12 +194,7 @@ impl QdrantService {
     /// # }
     /// ```
     pub fn health_check(&self, config: HealthConfig) -> Result<HealthCheck, LayerConfigError> {
-        let probe_timeout = config.probe_timeout();
-        let service =
-            tower::ServiceExt::map_request(self.clone(), move |request: VectorRequest| {
-                request.with_timeout(probe_timeout)
-            });
-        HealthCheck::for_service(config, service, VectorRequest::health_check())
+        HealthCheck::for_service(config, self.clone(), VectorRequest::health_check())
     }
 }
 

@@ -420,6 +420,35 @@ mod health {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_reconfigured_check_probes_by_its_new_interval_and_thresholds() {
+        let probe = Probe::default();
+        let check = HealthCheck::spawn(config(), probe.run()).unwrap();
+        after(MS(10)).await;
+        assert_eq!(probe.calls.load(SeqCst), 1);
+        after(S(3)).await; // every second: at 1, 2 and 3 s
+        assert_eq!(probe.calls.load(SeqCst), 4);
+
+        check
+            .reconfigure(config().with_interval(S(5)).with_unhealthy_after(1))
+            .unwrap();
+        assert_eq!(check.config().name(), "qdrant", "the name stays");
+        after(S(1)).await; // the probe at 4 s was already scheduled; the new interval follows it
+        assert_eq!(probe.calls.load(SeqCst), 5);
+        after(S(4)).await; // nothing at 5..8 s
+        assert_eq!(probe.calls.load(SeqCst), 5);
+        after(S(1)).await; // 9 s
+        assert_eq!(probe.calls.load(SeqCst), 6);
+        probe.down.store(true, SeqCst);
+        after(S(5)).await; // one failure is now enough
+        assert_eq!(probe.calls.load(SeqCst), 7);
+        assert_eq!(check.status(), HealthStatus::Unhealthy);
+
+        // A bad configuration changes nothing.
+        assert!(check.reconfigure(config().with_interval(S(0))).is_err());
+        assert_eq!(check.config().interval(), S(5));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_probe_that_hangs_fails_at_its_timeout() {
         let probe = Probe::default();
         probe.hang.store(true, SeqCst);

@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Poll;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::{oneshot, watch};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tower_service::Service;
 
 use super::HealthConfig;
-use crate::{Breaker, ConfigError};
+use crate::{Breaker, ConfigError, RequestInfo};
 
 /// Whether the backend answered its recent probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,7 +89,7 @@ pub struct HealthCheck {
 }
 
 pub(crate) struct Shared {
-    pub(crate) config: HealthConfig,
+    pub(crate) config: ArcSwap<HealthConfig>,
     healthy: AtomicBool,
     consecutive_failures: AtomicU32,
     state: Mutex<ProbeState>,
@@ -135,7 +136,8 @@ impl Shared {
 
     /// Records one probe's outcome and flips the status when the thresholds say so.
     fn record(&self, outcome: Result<(), String>) {
-        let name = self.config.name();
+        let config = self.config.load();
+        let name = config.name();
         let mut state = self.lock_state();
         state.probes += 1;
         let healthy = self.is_healthy();
@@ -145,7 +147,7 @@ impl Shared {
                 self.consecutive_failures.store(0, Ordering::Relaxed);
                 state.consecutive_successes = state.consecutive_successes.saturating_add(1);
                 state.last_error = None;
-                if !healthy && state.consecutive_successes >= self.config.healthy_after() {
+                if !healthy && state.consecutive_successes >= config.healthy_after() {
                     state.since = Instant::now();
                     self.healthy.store(true, Ordering::Release);
                     drop(state);
@@ -177,7 +179,7 @@ impl Shared {
                 self.consecutive_failures.store(failures, Ordering::Relaxed);
                 tracing::debug!(health_check = name, failures, %error, "health probe failed");
                 state.last_error = Some(error);
-                if healthy && failures >= self.config.unhealthy_after() {
+                if healthy && failures >= config.unhealthy_after() {
                     state.since = Instant::now();
                     self.healthy.store(false, Ordering::Release);
                     let error = state.last_error.clone();
@@ -229,6 +231,16 @@ impl HealthCheck {
         F: Future<Output = Result<(), E>> + Send + 'static,
         E: fmt::Display,
     {
+        HealthCheck::spawn_timed(config, move |_| probe())
+    }
+
+    /// [`spawn`](Self::spawn), telling `probe` the probe timeout it runs under.
+    fn spawn_timed<P, F, E>(config: HealthConfig, mut probe: P) -> Result<HealthCheck, ConfigError>
+    where
+        P: FnMut(Duration) -> F + Send + 'static,
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display,
+    {
         config.validate()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             ConfigError::new(
@@ -244,7 +256,7 @@ impl HealthCheck {
             probes_ok: metrics::counter!("health_probes_total", "name" => config.name().to_owned(), "outcome" => "ok"),
             probes_failed: metrics::counter!("health_probes_total", "name" => config.name().to_owned(), "outcome" => "failed"),
             status_gauge: metrics::gauge!("health_status", "name" => config.name().to_owned()),
-            config,
+            config: ArcSwap::from_pointee(config),
             healthy: AtomicBool::new(true),
             consecutive_failures: AtomicU32::new(0),
             state: Mutex::new(ProbeState {
@@ -259,28 +271,44 @@ impl HealthCheck {
         });
         shared.status_gauge.set(1.0);
         let weak: Weak<Shared> = Arc::downgrade(&shared);
-        let (interval, timeout) = (shared.config.interval(), shared.config.probe_timeout());
         runtime.spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            // Probes start `interval` apart (read before each wait, so a reconfiguration
+            // applies from the next one), or at once after a probe that overran it.
+            let mut started = Instant::now();
             loop {
-                if until_stopped(&mut stopped, ticks.tick()).await.is_none() {
-                    return;
-                }
-                let probed =
-                    until_stopped(&mut stopped, tokio::time::timeout(timeout, probe())).await;
-                let outcome = match probed {
-                    None => return,
-                    Some(Ok(Ok(()))) => Ok(()),
-                    Some(Ok(Err(error))) => Err(error.to_string()),
-                    Some(Err(_)) => {
-                        Err(format!("no answer within the probe timeout of {timeout:?}"))
+                let Some(shared) = weak.upgrade() else { return };
+                let timeout = shared.config.load().probe_timeout();
+                drop(shared);
+                // In a block of its own: the probe's error type need not be `Send`, so it
+                // must be gone before the next `await`.
+                let outcome = {
+                    let probed =
+                        until_stopped(&mut stopped, tokio::time::timeout(timeout, probe(timeout)))
+                            .await;
+                    match probed {
+                        None => return,
+                        Some(Ok(Ok(()))) => Ok(()),
+                        Some(Ok(Err(error))) => Err(error.to_string()),
+                        Some(Err(_)) => {
+                            Err(format!("no answer within the probe timeout of {timeout:?}"))
+                        }
                     }
                 };
-                match weak.upgrade() {
-                    Some(shared) => shared.record(outcome),
-                    None => return,
+                let Some(shared) = weak.upgrade() else { return };
+                shared.record(outcome);
+                let interval = shared.config.load().interval();
+                drop(shared);
+                let next = started + interval;
+                // A probe that overran its interval is followed at once, and the schedule
+                // restarts from then (tokio's `MissedTickBehavior::Delay`).
+                let overran = next <= Instant::now();
+                if until_stopped(&mut stopped, tokio::time::sleep_until(next))
+                    .await
+                    .is_none()
+                {
+                    return;
                 }
+                started = if overran { Instant::now() } else { next };
             }
         });
         Ok(HealthCheck { shared })
@@ -300,11 +328,13 @@ impl HealthCheck {
         S: Service<Req> + Clone + Send + 'static,
         S::Future: Send,
         S::Error: fmt::Display + Send,
-        Req: Clone + Send + 'static,
+        Req: RequestInfo + Clone + Send + 'static,
     {
-        HealthCheck::spawn(config, move || {
+        HealthCheck::spawn_timed(config, move |timeout| {
             let mut service = service.clone();
-            let request = request.clone();
+            let mut request = request.clone();
+            // The probe timeout as the request's deadline, so the backend knows it too.
+            request.set_deadline(Instant::now() + timeout);
             async move {
                 std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
                 service.call(request).await.map(drop)
@@ -339,9 +369,32 @@ impl HealthCheck {
         }
     }
 
-    /// The check's configuration.
-    pub fn config(&self) -> &HealthConfig {
-        &self.shared.config
+    /// The check's configuration (now).
+    pub fn config(&self) -> Arc<HealthConfig> {
+        self.shared.config.load_full()
+    }
+
+    /// Probes by `config`'s interval, timeout and thresholds from the next probe on (the
+    /// name stays: it labels the check's metrics). Fails, changing nothing, on a bad field.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use qdrant_tower_layers::{HealthCheck, HealthConfig};
+    ///
+    /// let check = HealthCheck::spawn(HealthConfig::production(), || async { Ok::<(), String>(()) })
+    ///     .unwrap();
+    /// check.reconfigure(HealthConfig::testing()).unwrap();
+    /// assert_eq!(check.config().interval(), Duration::from_secs(5));
+    /// assert!(check.reconfigure(HealthConfig::testing().with_unhealthy_after(0)).is_err());
+    /// # }
+    /// ```
+    pub fn reconfigure(&self, config: HealthConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let name = self.shared.config.load().name().to_owned();
+        self.shared.config.store(Arc::new(config.with_name(name)));
+        Ok(())
     }
 
     /// Moves `breaker` to half-open whenever the prober sees the backend recover, instead of
@@ -369,7 +422,7 @@ impl HealthCheck {
 impl fmt::Debug for HealthCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HealthCheck")
-            .field("name", &self.shared.config.name())
+            .field("name", &self.shared.config.load().name())
             .field("status", &self.status())
             .field("consecutive_failures", &self.shared.consecutive_failures())
             .finish_non_exhaustive()

@@ -100,7 +100,7 @@ where
         if self.reject.is_some() {
             return Poll::Ready(Ok(()));
         }
-        let Some(bound) = shared.config.wait_for_recovery() else {
+        let Some(bound) = shared.config.load().wait_for_recovery() else {
             self.reject = Some(Duration::ZERO);
             return Poll::Ready(Ok(()));
         };
@@ -118,7 +118,7 @@ where
         self.waiting = None;
         if recovered {
             tracing::debug!(
-                health_check = shared.config.name(),
+                health_check = shared.config.load().name(),
                 ?waited,
                 "backend recovered while waiting"
             );
@@ -135,7 +135,7 @@ where
                 let shared = &self.check.shared;
                 shared.count_rejection();
                 ResponseFuture::rejected(Unhealthy {
-                    name: shared.config.name_arc().clone(),
+                    name: shared.config.load().name_arc().clone(),
                     failed_probes: shared.consecutive_failures(),
                     waited,
                 })
