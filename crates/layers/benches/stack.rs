@@ -18,7 +18,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use qdrant_tower_layers::{
     AttemptTimedOut, AttemptTimeoutLayer, Breaker, BreakerConfig, CircuitOpen, Classify,
     DeadlineExceeded, DeadlineLayer, ErrorKind, HealthCheck, HealthConfig, HealthGateLayer,
-    RequestInfo, RetryLayer, RetryPolicy, Unhealthy,
+    RequestInfo, RetryLayer, RetryPolicy, SharedDuration, Unhealthy,
 };
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceBuilder};
@@ -157,6 +157,21 @@ fn success_path(c: &mut Criterion) {
             .service(noop());
         bench_one(c, name, svc);
     }
+
+    // The whole stack as `QdrantStack` builds it: reloadable deadline and attempt timeout
+    // (shared durations) — what hot reload costs per call.
+    let svc = ServiceBuilder::new()
+        .layer(DeadlineLayer::shared(SharedDuration::new(
+            Duration::from_secs(30),
+        )))
+        .layer(RetryLayer::new(RetryPolicy::default()).unwrap())
+        .layer(HealthGateLayer::new(health.clone()))
+        .layer(breaker().layer())
+        .layer(AttemptTimeoutLayer::shared(SharedDuration::new(
+            Duration::from_secs(10),
+        )))
+        .service(noop());
+    bench_one(c, "stack/full_reloadable", svc);
 
     // Ours, retry + breaker only: the like-for-like comparison with tower-resilience.
     let svc = ServiceBuilder::new()
