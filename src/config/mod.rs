@@ -763,7 +763,7 @@ impl Provider for EnvVars {
                                 .map(str::to_owned)
                                 .collect::<Vec<_>>(),
                         ),
-                        _ => raw.parse().unwrap_or_else(|_| Value::from(raw.clone())),
+                        _ => scalar(raw),
                     };
                     (path, value)
                 }
@@ -771,6 +771,26 @@ impl Provider for EnvVars {
             insert(&mut dict, &path, value);
         }
         Ok(Map::from([(figment::Profile::Default, dict)]))
+    }
+}
+
+/// An environment value as TOML would read it unquoted: a boolean, an integer, a float, or
+/// else the string itself.
+fn scalar(raw: &str) -> Value {
+    let trimmed = raw.trim();
+    if let Ok(flag) = trimmed.parse::<bool>() {
+        Value::from(flag)
+    } else if let Ok(n) = trimmed.parse::<u64>() {
+        Value::from(n)
+    } else if let Ok(n) = trimmed.parse::<i64>() {
+        Value::from(n)
+    } else if let Ok(x) = trimmed.parse::<f64>()
+        && trimmed.contains(['.', 'e', 'E'])
+        && x.is_finite()
+    {
+        Value::from(x)
+    } else {
+        Value::from(raw.to_owned())
     }
 }
 

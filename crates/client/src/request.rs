@@ -107,10 +107,27 @@ macro_rules! vector_ops {
             pub const OPERATIONS: &'static [&'static str] = &[$($op),*];
         }
 
+        /// The operations in table order, for [`VectorOp::index`].
+        #[allow(dead_code)]
+        enum OpIndex { $($variant),* }
+
         impl VectorOp {
             /// A short, stable name of the operation (`"search"`, `"upsert"`…).
             pub fn operation(&self) -> &'static str {
                 match self { $(VectorOp::$variant(_) => $op,)* }
+            }
+
+            /// The operation's position in [`VectorRequest::OPERATIONS`]: a dense index for
+            /// per-operation tables (metrics handles) without hashing its name.
+            ///
+            /// ```
+            /// use qdrant_tower_client::VectorRequest;
+            /// use qdrant_tower_client::qdrant::SearchPointsBuilder;
+            /// let request = VectorRequest::from(SearchPointsBuilder::new("docs", vec![1.0], 1));
+            /// assert_eq!(VectorRequest::OPERATIONS[request.op().index()], "search");
+            /// ```
+            pub fn index(&self) -> usize {
+                match self { $(VectorOp::$variant(_) => OpIndex::$variant as usize,)* }
             }
 
             /// The collection the message addresses, if any.
