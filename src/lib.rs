@@ -37,7 +37,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod config;
+pub mod observe;
 mod stack;
 mod typed;
 

@@ -28,6 +28,7 @@ use crate::Client;
 use crate::config::{
     ConfigError, ConfigLoader, ConfigWatcher, InvalidConfig, Keyed, Secret, StackConfig,
 };
+use crate::observe::{Observe, ObserveLayer};
 
 /// Where the stack runs; each profile sets the defaults below (every one can be overridden on
 /// the builder).
@@ -174,7 +175,7 @@ impl fmt::Display for Profile {
 /// The recommended stack's service type over `Inner` (by default [`QdrantService`]): a
 /// nameable type to keep in a struct, in axum state or behind `tower::buffer`.
 pub type StackService<Inner = QdrantService> =
-    Deadline<Retry<HealthGate<StackBreaker<AttemptTimeout<Inner>>>>>;
+    Observe<Deadline<Retry<HealthGate<StackBreaker<Observe<AttemptTimeout<Inner>>>>>>>;
 
 /// The stack's circuit breaker: one [`CircuitBreaker`] for every call, or a [`KeyedBreaker`]
 /// with one breaker per collection (and operation class), as
@@ -259,7 +260,7 @@ impl Breakers {
 }
 
 /// What a running stack can change: shared by the stack's clones and its config watcher.
-struct Control {
+pub(crate) struct Control {
     retry: RetryLayer,
     deadline: SharedDuration,
     attempt_timeout: SharedDuration,
@@ -272,7 +273,32 @@ struct Control {
 }
 
 impl Control {
-    fn current(&self) -> StackConfig {
+    /// Every breaker of the stack.
+    pub(crate) fn registry(&self) -> &BreakerRegistry {
+        match &self.breakers {
+            Breakers::Single(_, registry) => registry,
+            Breakers::Keyed(layer) => layer.registry(),
+        }
+    }
+
+    /// The stack's one breaker, unless keyed.
+    pub(crate) fn single_breaker(&self) -> Option<&Breaker> {
+        match &self.breakers {
+            Breakers::Single(breaker, _) => Some(breaker),
+            Breakers::Keyed(_) => None,
+        }
+    }
+
+    pub(crate) fn health(&self) -> &HealthCheck {
+        &self.health
+    }
+
+    /// The bottom service, without any layer.
+    pub(crate) fn bare(&self) -> QdrantService {
+        self.pool.clone()
+    }
+
+    pub(crate) fn current(&self) -> StackConfig {
         self.current
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -280,7 +306,7 @@ impl Control {
     }
 
     /// Checks all of `config`, then swaps what can be swapped; nothing changes on an error.
-    fn reload(&self, config: StackConfig) -> Result<Reloaded, ConfigError> {
+    pub(crate) fn reload(&self, config: StackConfig) -> Result<Reloaded, ConfigError> {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         let next = self.overrides.apply(config);
         next.validate()?;
@@ -335,6 +361,7 @@ impl Control {
             ("api_key", next.api_key != current.api_key),
             ("name", next.name != current.name),
             ("connections", next.connections != current.connections),
+            ("metrics", next.metrics != current.metrics),
             ("breaker.keyed", next.breaker.keyed != current.breaker.keyed),
             (
                 "idempotent_create",
@@ -361,7 +388,7 @@ pub struct Reloaded {
     /// `breaker` (thresholds and open wait), `health` (probe interval, timeout, thresholds).
     pub applied: Vec<&'static str>,
     /// Changed settings the running stack keeps until it is built again: `endpoints`,
-    /// `api_key`, `name`, `connections`, `breaker.keyed`; `idempotent_create`
+    /// `api_key`, `name`, `connections`, `metrics`, `breaker.keyed`; `idempotent_create`
     /// applies to clients made after the reload.
     pub needs_restart: Vec<&'static str>,
 }
@@ -447,7 +474,7 @@ impl Overrides {
 pub struct QdrantStack<S = StackService> {
     service: S,
     health: HealthCheck,
-    control: Arc<Control>,
+    pub(crate) control: Arc<Control>,
 }
 
 impl QdrantStack {
@@ -499,10 +526,7 @@ impl<S> QdrantStack<S> {
     /// Every breaker of the stack, by name (`qdrant`, or `qdrant/<collection>[/read|/write]`
     /// when keyed).
     pub fn breakers(&self) -> &BreakerRegistry {
-        match &self.control.breakers {
-            Breakers::Single(_, registry) => registry,
-            Breakers::Keyed(layer) => layer.registry(),
-        }
+        self.control.registry()
     }
 
     /// Each endpoint's connections now (open, in flight, grown, shrunk, replaced); see
@@ -835,16 +859,20 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
         let retry = RetryLayer::new(overrides.retry_policy(&config))?;
         let deadline = SharedDuration::new(config.deadline);
         let attempt_timeout = SharedDuration::new(config.attempt_timeout);
-        let core = DeadlineLayer::shared(deadline.clone()).layer(
-            retry.layer(
-                HealthGateLayer::new(health.clone()).layer(
-                    breakers.layer(
-                        AttemptTimeoutLayer::shared(attempt_timeout.clone())
-                            .layer(self.attempt.layer(qdrant)),
-                    ),
-                ),
+        let (calls, attempts) = match config.metrics.collection_labels {
+            0 => (ObserveLayer::calls(), ObserveLayer::attempts()),
+            max => (
+                ObserveLayer::calls().with_collection_labels(max),
+                ObserveLayer::attempts().with_collection_labels(max),
             ),
-        );
+        };
+        // Inside out: the user's per-attempt layers over QdrantService, the attempt timeout,
+        // attempt metrics, the breaker, the health gate, retry, the deadline, call telemetry.
+        let attempt =
+            AttemptTimeoutLayer::shared(attempt_timeout.clone()).layer(self.attempt.layer(qdrant));
+        let gated =
+            HealthGateLayer::new(health.clone()).layer(breakers.layer(attempts.layer(attempt)));
+        let core = calls.layer(DeadlineLayer::shared(deadline.clone()).layer(retry.layer(gated)));
         Ok(QdrantStack {
             service: self.around.layer(core),
             health: health.clone(),

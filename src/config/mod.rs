@@ -54,6 +54,7 @@
 //! | `health.probe_timeout` | `QDRANT_TOWER__HEALTH__PROBE_TIMEOUT` | `5s` |
 //! | `health.unhealthy_after` | `QDRANT_TOWER__HEALTH__UNHEALTHY_AFTER` | 3 failed probes |
 //! | `health.healthy_after` | `QDRANT_TOWER__HEALTH__HEALTHY_AFTER` | 1 good probe |
+//! | `metrics.collection_labels` | `QDRANT_TOWER__METRICS__COLLECTION_LABELS` | 0: no `collection` label (else the first N collections, then `_other`) |
 //!
 //! `<kind>` is `connect`, `timeout`, `rate_limited`, `unavailable` or `internal`. Durations
 //! are written as `250ms`, `5s`, `1m 30s`. Only variables starting with `QDRANT_TOWER__`, and
@@ -120,6 +121,18 @@ pub struct StackConfig {
     pub breaker: BreakerSettings,
     /// The health check.
     pub health: HealthSettings,
+    /// Metrics labels.
+    pub metrics: MetricsSettings,
+}
+
+/// What the stack's metrics are labelled with (see [`observe`](crate::observe)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MetricsSettings {
+    /// Label request metrics with the collection for the first this many collections (later
+    /// ones share `_other`); 0, the default, leaves the label out.
+    pub collection_labels: usize,
 }
 
 /// How many connections each endpoint gets; see [`QdrantServiceBuilder::connections`](crate::QdrantServiceBuilder::connections).
@@ -349,6 +362,7 @@ impl StackConfig {
                 unhealthy_after: health.unhealthy_after(),
                 healthy_after: health.healthy_after(),
             },
+            metrics: MetricsSettings::default(),
         }
     }
 
@@ -492,6 +506,13 @@ impl StackConfig {
                 format!("must be at most {MAX_CONNECTIONS} per endpoint"),
             );
         }
+        if self.metrics.collection_labels > MAX_COLLECTION_LABELS {
+            return bad(
+                "metrics.collection_labels",
+                self.metrics.collection_labels.to_string(),
+                format!("must be at most {MAX_COLLECTION_LABELS} (each is a set of series)"),
+            );
+        }
         if c.grow_at == 0 {
             return bad(
                 "connections.grow_at",
@@ -592,6 +613,9 @@ impl StackConfig {
         Ok(())
     }
 }
+
+/// The most collections metrics may be labelled with.
+pub const MAX_COLLECTION_LABELS: usize = 1_000;
 
 /// The most connections per endpoint a configuration may ask for.
 pub const MAX_CONNECTIONS: usize = 256;

@@ -9,11 +9,14 @@
 //! One test binary (modules below) rather than one per file: each binary links Qdrant's engine,
 //! and CI pays for every link.
 
+mod admin;
 mod backend;
+mod capture;
 mod chaos;
 mod cluster;
 mod faults;
 mod front_door;
+mod observe;
 mod pool;
 mod reload;
 mod stack;

@@ -39,6 +39,10 @@ pub(crate) struct EndpointPool {
     replaced: AtomicU64,
     /// Since when the calls in flight have fitted in one slot fewer (for the reaper).
     quiet_since: Mutex<Option<Instant>>,
+    /// `qdrant_connections{endpoint}`: the open slots.
+    gauge: metrics::Gauge,
+    /// `qdrant_connections_replaced_total{endpoint}`.
+    replaced_total: metrics::Counter,
 }
 
 /// A channel picked for one call, and where it came from.
@@ -66,6 +70,18 @@ impl EndpointPool {
         while channels.len() < settings.max {
             channels.push(endpoint.connect_lazy());
         }
+        metrics::describe_gauge!(
+            "qdrant_connections",
+            "Connections per Qdrant endpoint the pool keeps open now"
+        );
+        metrics::describe_counter!(
+            "qdrant_connections_replaced_total",
+            "Connections replaced after they failed, per Qdrant endpoint"
+        );
+        let gauge = metrics::gauge!("qdrant_connections", "endpoint" => url.clone());
+        gauge.set(settings.min as f64);
+        let replaced_total =
+            metrics::counter!("qdrant_connections_replaced_total", "endpoint" => url.clone());
         Arc::new(EndpointPool {
             url,
             endpoint,
@@ -78,6 +94,8 @@ impl EndpointPool {
             shrunk: AtomicU64::new(0),
             replaced: AtomicU64::new(0),
             quiet_since: Mutex::new(None),
+            gauge,
+            replaced_total,
         })
     }
 
@@ -94,6 +112,7 @@ impl EndpointPool {
         {
             active += 1;
             self.grown.fetch_add(1, Ordering::Relaxed);
+            self.gauge.set(active as f64);
             tracing::debug!(endpoint = %self.url, connections = active, "connection pool grew");
         }
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % active;
@@ -109,6 +128,7 @@ impl EndpointPool {
     pub(crate) fn replace(&self, slot: usize) {
         self.slots[slot].store(Arc::new(self.endpoint.connect_lazy()));
         self.replaced.fetch_add(1, Ordering::Relaxed);
+        self.replaced_total.increment(1);
         tracing::debug!(endpoint = %self.url, slot, "replaced a failed connection");
     }
 
@@ -140,6 +160,7 @@ impl EndpointPool {
         // Dropping the slot's channel closes its connection once the calls on it end.
         self.slots[active - 1].store(Arc::new(self.endpoint.connect_lazy()));
         self.shrunk.fetch_add(1, Ordering::Relaxed);
+        self.gauge.set((active - 1) as f64);
         *quiet = Some(now);
         tracing::debug!(endpoint = %self.url, connections = active - 1, "connection pool shrank");
         true

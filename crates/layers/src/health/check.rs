@@ -80,8 +80,9 @@ pub struct HealthSnapshot {
 ///
 /// # Observability
 /// Status changes are `WARN` (unhealthy) and `INFO` (healthy again) `tracing` events;
-/// `metrics` records the gauge `health_status{name}` (1 healthy, 0 unhealthy) and counts
-/// `health_probes_total{name, outcome}` and `health_rejections_total{name}`. Handles are
+/// `metrics` records the gauge `health_status{name}` (1 healthy, 0 unhealthy), the histogram
+/// `health_probe_duration_seconds{name}`, and counts `health_probes_total{name, outcome}` and
+/// `health_rejections_total{name}`. Handles are
 /// registered when the check is spawned, so install the recorder first.
 #[derive(Clone)]
 pub struct HealthCheck {
@@ -101,6 +102,7 @@ pub(crate) struct Shared {
     probes_ok: metrics::Counter,
     probes_failed: metrics::Counter,
     status_gauge: metrics::Gauge,
+    probe_latency: metrics::Histogram,
 }
 
 struct ProbeState {
@@ -249,6 +251,7 @@ impl HealthCheck {
                 "a health check must be started within a Tokio runtime",
             )
         })?;
+        describe();
         let (stop, mut stopped) = oneshot::channel();
         let (status, _) = watch::channel(HealthStatus::Healthy);
         let shared = Arc::new(Shared {
@@ -256,6 +259,7 @@ impl HealthCheck {
             probes_ok: metrics::counter!("health_probes_total", "name" => config.name().to_owned(), "outcome" => "ok"),
             probes_failed: metrics::counter!("health_probes_total", "name" => config.name().to_owned(), "outcome" => "failed"),
             status_gauge: metrics::gauge!("health_status", "name" => config.name().to_owned()),
+            probe_latency: metrics::histogram!("health_probe_duration_seconds", "name" => config.name().to_owned()),
             config: ArcSwap::from_pointee(config),
             healthy: AtomicBool::new(true),
             consecutive_failures: AtomicU32::new(0),
@@ -281,6 +285,7 @@ impl HealthCheck {
                 drop(shared);
                 // In a block of its own: the probe's error type need not be `Send`, so it
                 // must be gone before the next `await`.
+                let probe_started = Instant::now();
                 let outcome = {
                     let probed =
                         until_stopped(&mut stopped, tokio::time::timeout(timeout, probe(timeout)))
@@ -295,6 +300,9 @@ impl HealthCheck {
                     }
                 };
                 let Some(shared) = weak.upgrade() else { return };
+                shared
+                    .probe_latency
+                    .record(probe_started.elapsed().as_secs_f64());
                 shared.record(outcome);
                 let interval = shared.config.load().interval();
                 drop(shared);
@@ -427,4 +435,25 @@ impl fmt::Debug for HealthCheck {
             .field("consecutive_failures", &self.shared.consecutive_failures())
             .finish_non_exhaustive()
     }
+}
+
+/// Describes the health metrics to the installed recorder.
+fn describe() {
+    metrics::describe_gauge!(
+        "health_status",
+        "1 while a health check finds its backend healthy, 0 while unhealthy"
+    );
+    metrics::describe_counter!(
+        "health_probes_total",
+        "Health probes run, by outcome (ok, failed)"
+    );
+    metrics::describe_counter!(
+        "health_rejections_total",
+        "Calls a health gate rejected while its backend was unhealthy"
+    );
+    metrics::describe_histogram!(
+        "health_probe_duration_seconds",
+        metrics::Unit::Seconds,
+        "How long each health probe took (a timed-out probe counts its timeout)"
+    );
 }

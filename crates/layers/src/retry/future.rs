@@ -159,7 +159,7 @@ where
         deadline: Option<Instant>,
     ) -> Result<Duration, S::Error> {
         let kind = error.kind();
-        self.span.record("error_kind", kind.as_str());
+        self.span.record("error.type", kind.as_str());
         let shared = &*self.shared;
         let backoff = self
             .backoff
@@ -223,6 +223,7 @@ where
     /// The error the call ends with, carrying what the whole call did (see
     /// [`Classify::record_attempts`]).
     fn finish(&self, mut error: S::Error) -> S::Error {
+        self.shared.metrics.attempts.record(self.started);
         let maybe_sent = self.sent || error.maybe_sent();
         error.record_attempts(self.started, maybe_sent);
         error
@@ -247,13 +248,16 @@ where
                         future.poll(cx)
                     };
                     let error = match polled {
-                        Poll::Ready(Ok(response)) => return Poll::Ready(Ok(response)),
+                        Poll::Ready(Ok(response)) => {
+                            this.call.shared.metrics.attempts.record(this.call.started);
+                            return Poll::Ready(Ok(response));
+                        }
                         Poll::Ready(Err(error)) => error,
                         Poll::Pending => {
                             if this.deadline.as_mut().poll_passed(cx) {
                                 let call = &*this.call;
                                 call.shared.metrics.deadline_exceeded.increment(1);
-                                call.span.record("error_kind", "timeout");
+                                call.span.record("error.type", "timeout");
                                 tracing::debug!(parent: &call.span, "deadline passed: attempt cancelled");
                                 let error = DeadlineExceeded::new(
                                     this.deadline.total(),

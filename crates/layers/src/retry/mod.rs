@@ -44,10 +44,11 @@
 //! keeps a clone to send again.
 //!
 //! # Observability
-//! Each attempt runs in a `DEBUG` `tracing` span `retry_attempt{op, collection, attempt,
-//! delay_ms, error_kind}`. A retry refused by the budget is a `WARN` event, and `metrics`
-//! counts `retries_total{kind}`, `retry_budget_exhausted_total{kind}` and
-//! `retry_deadline_exceeded_total`. Handles are registered when the layer is built, so install
+//! Each attempt runs in an `INFO` `tracing` span `attempt{db.operation.name,
+//! db.collection.name, attempt, delay_ms, error.type}` (OpenTelemetry's attribute names). A
+//! retry refused by the budget is a `WARN` event, and `metrics` counts `retries_total{kind}`,
+//! `retry_budget_exhausted_total{kind}` and `retry_deadline_exceeded_total`, and records
+//! `retry_attempts_per_call` (a histogram). Handles are registered when the layer is built, so install
 //! the recorder first. [`RetryBudget::refusals`] counts refusals too.
 //!
 //! # Example
