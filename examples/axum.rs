@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --example axum            # the demo below, then exits
-//! cargo run --example axum -- serve   # keeps serving on 127.0.0.1:3000
+//! cargo run --example axum -- serve   # keeps serving on 127.0.0.1:3000 (or the address after `serve`)
 //! ```
 //!
 //! Runs against the Qdrant at `QDRANT_URL` (with `QDRANT_API_KEY` if needed), or the embedded
@@ -16,6 +16,10 @@
 //! Errors map to HTTP by their `ErrorKind`: unreachable, open breaker, unhealthy, timeout →
 //! 503 (with `Retry-After` when known); rate limited → 429; bad input → 400; missing collection
 //! → 404.
+//!
+//! The app also mounts the stack's admin router at `/admin`: the status page (`GET /admin`),
+//! readiness (`/admin/health`), alerts, Prometheus metrics and breaker controls; changes need
+//! the bearer token in `ADMIN_TOKEN` (the demo makes one up when it is unset).
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +28,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use qdrant_tower::admin::AdminConfig;
 use qdrant_tower::qdrant::{
     CreateCollectionBuilder, DeleteCollectionBuilder, Distance, PointStruct, SearchPointsBuilder,
     UpsertPointsBuilder, VectorParamsBuilder,
@@ -151,6 +156,12 @@ impl IntoResponse for ApiError {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let serve = std::env::args().nth(1).as_deref() == Some("serve");
+    // The metrics recorder before the stack: it registers its handles when it is built.
+    let prometheus = qdrant_tower::observe::prometheus()?;
+    let token = std::env::var("ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| format!("demo-{}", std::process::id()));
     let (upstream, _embedded) = match std::env::var("QDRANT_URL") {
         Ok(url) if !url.is_empty() => (url, None),
         _ => {
@@ -183,15 +194,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
 
-    let listener = TcpListener::bind(if serve {
-        "127.0.0.1:3000"
-    } else {
-        "127.0.0.1:0"
-    })
-    .await?;
+    let address = match (serve, std::env::args().nth(2)) {
+        (true, Some(address)) => address,
+        (true, None) => "127.0.0.1:3000".to_owned(),
+        (false, _) => "127.0.0.1:0".to_owned(),
+    };
+    let listener = TcpListener::bind(address).await?;
     let addr = listener.local_addr()?;
     println!("HTTP service on http://{addr}");
-    let http = tokio::spawn(async move { axum::serve(listener, app(client)).await });
+    let admin = stack.admin(
+        AdminConfig::new()
+            .token(Some(token.clone()))
+            .prometheus(prometheus),
+    );
+    let router = app(client).nest("/admin", admin);
+    let http = tokio::spawn(async move { axum::serve(listener, router).await });
+    println!("status page on http://{addr}/admin");
     if serve {
         return Ok(http.await??);
     }
@@ -224,11 +242,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         assert!(started.elapsed() < Duration::from_secs(6), "never a hang");
     }
     println!("breaker: {:?}", stack.breaker().state());
+    // What the on-call engineer sees: not ready, with the reason, and the open breaker.
+    let (status, body) = request(addr, "GET", "/admin/health", "").await?;
+    println!("GET /admin/health -> {status} {body}");
+    assert_eq!(status, 503);
+    assert!(body.contains("breaker `qdrant` is open"));
+    let (status, body) = request(addr, "GET", "/admin/breakers/qdrant", "").await?;
+    println!("GET /admin/breakers/qdrant -> {status} {body}");
 
-    // Back: the breaker is reset by hand here (in production its open wait, or the health
-    // check seeing Qdrant again, moves it to half-open).
+    // Back: the breaker is reset by hand here, through the admin API (in production its open
+    // wait, or the health check seeing Qdrant again, moves it to half-open).
     network.refuse(false).await?;
-    stack.breaker().reset();
+    let (status, _) = request(addr, "POST", "/admin/breakers/qdrant/reset", "").await?;
+    assert_eq!(status, 401, "changes need the token");
+    let (status, body) = request_with(
+        addr,
+        "POST",
+        "/admin/breakers/qdrant/reset",
+        "",
+        Some(&token),
+    )
+    .await?;
+    println!("POST /admin/breakers/qdrant/reset (with the token) -> {status} {body}");
+    assert_eq!(status, 200);
     let (status, body) = request(addr, "GET", "/search?x=0.1&y=0.9&limit=1", "").await?;
     println!("after the outage: {status} {body}");
     assert_eq!(status, 200);
@@ -249,10 +285,24 @@ async fn request(
     path: &str,
     body: &str,
 ) -> std::io::Result<(u16, String)> {
+    request_with(addr, method, path, body, None).await
+}
+
+/// [`request`] with a bearer token.
+async fn request_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
+        let auth = token
+            .map(|t| format!("authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
+            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{auth}\
              content-type: application/json\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );

@@ -15,6 +15,10 @@
 //! - [`config`]: the stack's configuration from a profile, a TOML file and the environment,
 //!   validated with the key, value and source of each mistake, and reloaded into a running
 //!   stack ([`QdrantStack::reload`], [`QdrantStack::watch`]);
+//! - [`observe`]: a span per call with OpenTelemetry's database attributes, request and
+//!   attempt metrics, and the Prometheus exporter (feature `prometheus`);
+//! - `admin` (feature `admin`): the admin API and status page, an axum router to mount
+//!   ([`QdrantStack::admin`]);
 //! - [`Client`]: typed calls (qdrant-client's messages in, its typed responses out) over the
 //!   stack or any `Service<VectorRequest>`.
 //!
