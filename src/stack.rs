@@ -362,6 +362,7 @@ impl Control {
             ("name", next.name != current.name),
             ("connections", next.connections != current.connections),
             ("metrics", next.metrics != current.metrics),
+            ("admin", next.admin != current.admin),
             ("breaker.keyed", next.breaker.keyed != current.breaker.keyed),
             (
                 "idempotent_create",
@@ -388,7 +389,8 @@ pub struct Reloaded {
     /// `breaker` (thresholds and open wait), `health` (probe interval, timeout, thresholds).
     pub applied: Vec<&'static str>,
     /// Changed settings the running stack keeps until it is built again: `endpoints`,
-    /// `api_key`, `name`, `connections`, `metrics`, `breaker.keyed`; `idempotent_create`
+    /// `api_key`, `name`, `connections`, `metrics`, `admin` (a router is built from it),
+    /// `breaker.keyed`; `idempotent_create`
     /// applies to clients made after the reload.
     pub needs_restart: Vec<&'static str>,
 }

@@ -258,6 +258,18 @@ fn each_validation_error_names_field_value_and_reason() {
             "[health]\nhealthy_after = 0",
             "health.healthy_after (0) must be at least 1",
         ),
+        (
+            "[admin]\ntoken = \"\"",
+            "admin.token (\"\") must not be empty",
+        ),
+        (
+            "[admin]\nerror_rate_alert = 0.0",
+            "admin.error_rate_alert (0) must be in (0, 1]",
+        ),
+        (
+            "[metrics]\ncollection_labels = 5000",
+            "metrics.collection_labels (5000) must be at most 1000",
+        ),
     ];
     for (toml, expected) in cases {
         let message = invalid(toml);
@@ -364,8 +376,10 @@ fn secrets_stay_out_of_debug_dumps_and_errors() {
     let secret = "k3y-that-must-not-leak";
     let config = ConfigLoader::new()
         .env_vars([("QDRANT_API_KEY", secret)])
+        .toml(format!("[admin]\ntoken = \"{secret}\""))
         .load()
         .unwrap();
+    assert_eq!(config.admin.token.as_ref().unwrap().expose(), secret);
     assert_eq!(config.api_key.as_ref().unwrap().expose(), secret);
     let debug = format!("{config:?}");
     let dumped = toml_dump(&config);

@@ -91,6 +91,31 @@ impl AdminConfig {
         AdminConfig::default()
     }
 
+    /// The token, read access and alert bounds of a configuration's `[admin]` section
+    /// (`QDRANT_TOWER__ADMIN__TOKEN`, …); add a Prometheus handle yourself.
+    ///
+    /// ```
+    /// use qdrant_tower::admin::AdminConfig;
+    /// use qdrant_tower::config::ConfigLoader;
+    ///
+    /// let config = ConfigLoader::new()
+    ///     .env_vars([("QDRANT_TOWER__ADMIN__TOKEN", "s3cret"), ("QDRANT_TOWER__ADMIN__PROTECT_READS", "true")])
+    ///     .load()?;
+    /// let admin = AdminConfig::from_config(&config);
+    /// assert!(!format!("{admin:?}").contains("s3cret"));
+    /// # Ok::<(), qdrant_tower::config::ConfigError>(())
+    /// ```
+    pub fn from_config(config: &crate::config::StackConfig) -> Self {
+        let settings = &config.admin;
+        AdminConfig {
+            token: settings.token.clone(),
+            protect_reads: settings.protect_reads,
+            open_alert_after: settings.open_alert_after,
+            error_rate_alert: settings.error_rate_alert,
+            prometheus: None,
+        }
+    }
+
     /// The bearer token mutations (and protected reads) need; `None` refuses mutations.
     pub fn token(mut self, token: Option<impl Into<String>>) -> Self {
         self.token = token

@@ -54,6 +54,10 @@
 //! | `health.probe_timeout` | `QDRANT_TOWER__HEALTH__PROBE_TIMEOUT` | `5s` |
 //! | `health.unhealthy_after` | `QDRANT_TOWER__HEALTH__UNHEALTHY_AFTER` | 3 failed probes |
 //! | `health.healthy_after` | `QDRANT_TOWER__HEALTH__HEALTHY_AFTER` | 1 good probe |
+//! | `admin.token` | `QDRANT_TOWER__ADMIN__TOKEN` | none: admin changes refused (secret: never shown) |
+//! | `admin.protect_reads` | `QDRANT_TOWER__ADMIN__PROTECT_READS` | `false` |
+//! | `admin.open_alert_after` | `QDRANT_TOWER__ADMIN__OPEN_ALERT_AFTER` | `5m`: a breaker open longer is a critical alert |
+//! | `admin.error_rate_alert` | `QDRANT_TOWER__ADMIN__ERROR_RATE_ALERT` | 0.2 |
 //! | `metrics.collection_labels` | `QDRANT_TOWER__METRICS__COLLECTION_LABELS` | 0: no `collection` label (else the first N collections, then `_other`) |
 //!
 //! `<kind>` is `connect`, `timeout`, `rate_limited`, `unavailable` or `internal`. Durations
@@ -123,6 +127,35 @@ pub struct StackConfig {
     pub health: HealthSettings,
     /// Metrics labels.
     pub metrics: MetricsSettings,
+    /// The admin API's token and alert bounds (used by `AdminConfig::from_config`).
+    pub admin: AdminSettings,
+}
+
+/// The admin API's settings (see `qdrant_tower::admin`, feature `admin`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AdminSettings {
+    /// The bearer token changes (and protected reads) need; none refuses changes.
+    pub token: Option<Secret>,
+    /// Whether reads need the token too.
+    pub protect_reads: bool,
+    /// A breaker open longer than this is a critical alert.
+    #[serde(with = "humantime_serde")]
+    pub open_alert_after: Duration,
+    /// A breaker's failure rate past this is a warning.
+    pub error_rate_alert: f64,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            token: None,
+            protect_reads: false,
+            open_alert_after: Duration::from_secs(300),
+            error_rate_alert: 0.2,
+        }
+    }
 }
 
 /// What the stack's metrics are labelled with (see [`observe`](crate::observe)).
@@ -363,6 +396,7 @@ impl StackConfig {
                 healthy_after: health.healthy_after(),
             },
             metrics: MetricsSettings::default(),
+            admin: AdminSettings::default(),
         }
     }
 
@@ -458,6 +492,20 @@ impl StackConfig {
                     "must be an http:// or https:// URL such as http://localhost:6334".into(),
                 );
             }
+        }
+        if self.admin.token.as_ref().is_some_and(|k| k.0.is_empty()) {
+            return bad(
+                "admin.token",
+                "\"\"".into(),
+                "must not be empty (leave it unset to refuse admin changes)".into(),
+            );
+        }
+        if !(self.admin.error_rate_alert > 0.0 && self.admin.error_rate_alert <= 1.0) {
+            return bad(
+                "admin.error_rate_alert",
+                self.admin.error_rate_alert.to_string(),
+                "must be in (0, 1]".into(),
+            );
         }
         if self.api_key.as_ref().is_some_and(|k| k.0.is_empty()) {
             return bad(
@@ -780,6 +828,9 @@ impl Provider for EnvVars {
                     }
                     let value = match path.as_slice() {
                         [key] if key == "api_key" || key == "name" => Value::from(raw.clone()),
+                        [section, key] if section == "admin" && key == "token" => {
+                            Value::from(raw.clone())
+                        }
                         [key] if key == "endpoints" => Value::from(
                             raw.split(',')
                                 .map(str::trim)
@@ -907,7 +958,7 @@ fn describe(figment: &Figment, error: figment::Error) -> ConfigError {
             }
         }
         // A wrong-typed secret: figment's message would quote it.
-        _ if key == "api_key" => ConfigError::Parse {
+        _ if key == "api_key" || key == "admin.token" => ConfigError::Parse {
             key,
             reason: "must be a string (the value is not shown: it is a secret)".to_owned(),
             origin,

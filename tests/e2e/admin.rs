@@ -103,6 +103,10 @@ async fn breakers_health_and_alerts_over_http_with_the_token_rules() {
     assert_eq!(disabled.json()["state"], "disabled");
     let all = http(addr, "POST", "/breakers/reset", Some(TOKEN), "").await;
     assert_eq!(all.json()["reset"], 1);
+    let tagged = http(addr, "POST", "/breakers/reset?tag=adm", Some(TOKEN), "").await;
+    assert_eq!(tagged.json()["reset"], 1);
+    let other = http(addr, "POST", "/breakers/reset?tag=other", Some(TOKEN), "").await;
+    assert_eq!(other.json()["reset"], 0);
     assert_eq!(
         http(addr, "POST", "/breakers/adm/explode", Some(TOKEN), "")
             .await
@@ -298,6 +302,26 @@ async fn protected_reads_and_no_token_configured() {
     // Liveness and the page stay open: a probe and a browser need no token.
     assert_eq!(http(protected, "GET", "/live", None, "").await.status, 200);
     assert_eq!(http(protected, "GET", "/", None, "").await.status, 200);
+
+    // The same settings from a configuration (file or environment).
+    let from_env = qdrant_tower::config::ConfigLoader::new()
+        .env_vars([
+            ("QDRANT_TOWER__ADMIN__TOKEN", TOKEN),
+            ("QDRANT_TOWER__ADMIN__PROTECT_READS", "true"),
+        ])
+        .load()
+        .unwrap();
+    let configured = serve(stack.admin(AdminConfig::from_config(&from_env))).await;
+    assert_eq!(
+        http(configured, "GET", "/breakers", None, "").await.status,
+        401
+    );
+    assert_eq!(
+        http(configured, "GET", "/breakers", Some(TOKEN), "")
+            .await
+            .status,
+        200
+    );
 
     let no_token = serve(stack.admin(AdminConfig::new())).await;
     assert_eq!(
