@@ -43,6 +43,7 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+pub mod cache;
 pub mod config;
 pub mod observe;
 mod stack;

@@ -25,6 +25,7 @@ use qdrant_tower_layers::{
 };
 
 use crate::Client;
+use crate::cache::{Cache, CacheConfig, CacheLayer};
 use crate::config::{
     ConfigError, ConfigLoader, ConfigWatcher, InvalidConfig, Keyed, Secret, StackConfig,
 };
@@ -175,7 +176,7 @@ impl fmt::Display for Profile {
 /// The recommended stack's service type over `Inner` (by default [`QdrantService`]): a
 /// nameable type to keep in a struct, in axum state or behind `tower::buffer`.
 pub type StackService<Inner = QdrantService> =
-    Observe<Deadline<Retry<HealthGate<StackBreaker<Observe<AttemptTimeout<Inner>>>>>>>;
+    Observe<Cache<Deadline<Retry<HealthGate<StackBreaker<Observe<AttemptTimeout<Inner>>>>>>>>;
 
 /// The stack's circuit breaker: one [`CircuitBreaker`] for every call, or a [`KeyedBreaker`]
 /// with one breaker per collection (and operation class), as
@@ -363,6 +364,7 @@ impl Control {
             ("connections", next.connections != current.connections),
             ("metrics", next.metrics != current.metrics),
             ("admin", next.admin != current.admin),
+            ("cache", next.cache != current.cache),
             ("breaker.keyed", next.breaker.keyed != current.breaker.keyed),
             (
                 "idempotent_create",
@@ -389,7 +391,7 @@ pub struct Reloaded {
     /// `breaker` (thresholds and open wait), `health` (probe interval, timeout, thresholds).
     pub applied: Vec<&'static str>,
     /// Changed settings the running stack keeps until it is built again: `endpoints`,
-    /// `api_key`, `name`, `connections`, `metrics`, `admin` (a router is built from it),
+    /// `api_key`, `name`, `connections`, `metrics`, `cache`, `admin` (a router is built from it),
     /// `breaker.keyed`; `idempotent_create`
     /// applies to clients made after the reload.
     pub needs_restart: Vec<&'static str>,
@@ -874,7 +876,14 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
             AttemptTimeoutLayer::shared(attempt_timeout.clone()).layer(self.attempt.layer(qdrant));
         let gated =
             HealthGateLayer::new(health.clone()).layer(breakers.layer(attempts.layer(attempt)));
-        let core = calls.layer(DeadlineLayer::shared(deadline.clone()).layer(retry.layer(gated)));
+        let cache = CacheLayer::new(
+            CacheConfig::new(config.cache.collections.iter().cloned())
+                .ttl(config.cache.ttl)
+                .max_entries(config.cache.max_entries)
+                .max_bytes(config.cache.max_bytes),
+        );
+        let core = calls
+            .layer(cache.layer(DeadlineLayer::shared(deadline.clone()).layer(retry.layer(gated))));
         Ok(QdrantStack {
             service: self.around.layer(core),
             health: health.clone(),

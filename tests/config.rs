@@ -267,6 +267,14 @@ fn each_validation_error_names_field_value_and_reason() {
             "admin.error_rate_alert (0) must be in (0, 1]",
         ),
         (
+            "[cache]\nttl = \"0s\"",
+            "cache.ttl (0s) must be greater than zero",
+        ),
+        (
+            "[cache]\nmax_entries = 0",
+            "cache.max_entries (0) must be at least 1",
+        ),
+        (
             "[metrics]\ncollection_labels = 5000",
             "metrics.collection_labels (5000) must be at most 1000",
         ),

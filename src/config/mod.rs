@@ -58,6 +58,8 @@
 //! | `admin.protect_reads` | `QDRANT_TOWER__ADMIN__PROTECT_READS` | `false` |
 //! | `admin.open_alert_after` | `QDRANT_TOWER__ADMIN__OPEN_ALERT_AFTER` | `5m`: a breaker open longer is a critical alert |
 //! | `admin.error_rate_alert` | `QDRANT_TOWER__ADMIN__ERROR_RATE_ALERT` | 0.2 |
+//! | `cache.collections` | `QDRANT_TOWER__CACHE__COLLECTIONS` (comma-separated) | none: no read cache |
+//! | `cache.ttl`, `cache.max_entries`, `cache.max_bytes` | `QDRANT_TOWER__CACHE__TTL`, … | `30s`, 10 000, 64 MiB |
 //! | `metrics.collection_labels` | `QDRANT_TOWER__METRICS__COLLECTION_LABELS` | 0: no `collection` label (else the first N collections, then `_other`) |
 //!
 //! `<kind>` is `connect`, `timeout`, `rate_limited`, `unavailable` or `internal`. Durations
@@ -129,6 +131,35 @@ pub struct StackConfig {
     pub metrics: MetricsSettings,
     /// The admin API's token and alert bounds (used by `AdminConfig::from_config`).
     pub admin: AdminSettings,
+    /// The read cache.
+    pub cache: CacheSettings,
+}
+
+/// The read cache (see [`cache`](crate::cache)): off unless collections are listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CacheSettings {
+    /// The collections whose reads are cached.
+    pub collections: Vec<String>,
+    /// How long an answer is served from the cache (how stale it may be).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// The most entries.
+    pub max_entries: u64,
+    /// The most bytes of answers.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            collections: Vec::new(),
+            ttl: Duration::from_secs(30),
+            max_entries: 10_000,
+            max_bytes: 64 << 20,
+        }
+    }
 }
 
 /// The admin API's settings (see `qdrant_tower::admin`, feature `admin`).
@@ -397,6 +428,7 @@ impl StackConfig {
             },
             metrics: MetricsSettings::default(),
             admin: AdminSettings::default(),
+            cache: CacheSettings::default(),
         }
     }
 
@@ -553,6 +585,17 @@ impl StackConfig {
                 c.max.to_string(),
                 format!("must be at most {MAX_CONNECTIONS} per endpoint"),
             );
+        }
+        if self.cache.ttl.is_zero() {
+            return bad("cache.ttl", "0s".into(), "must be greater than zero".into());
+        }
+        for (field, value) in [
+            ("cache.max_entries", self.cache.max_entries),
+            ("cache.max_bytes", self.cache.max_bytes),
+        ] {
+            if value == 0 {
+                return bad(field, "0".into(), "must be at least 1".into());
+            }
         }
         if self.metrics.collection_labels > MAX_COLLECTION_LABELS {
             return bad(
@@ -804,16 +847,7 @@ impl Provider for EnvVars {
         let mut dict = Dict::new();
         for (name, raw) in &self.0 {
             let (path, value): (Vec<String>, Value) = match name.as_str() {
-                "QDRANT_URL" => (
-                    vec!["endpoints".into()],
-                    Value::from(
-                        raw.split(',')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_owned)
-                            .collect::<Vec<_>>(),
-                    ),
-                ),
+                "QDRANT_URL" => (vec!["endpoints".into()], comma_list(raw)),
                 "QDRANT_API_KEY" => (vec!["api_key".into()], Value::from(raw.clone())),
                 _ => {
                     let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
@@ -831,13 +865,10 @@ impl Provider for EnvVars {
                         [section, key] if section == "admin" && key == "token" => {
                             Value::from(raw.clone())
                         }
-                        [key] if key == "endpoints" => Value::from(
-                            raw.split(',')
-                                .map(str::trim)
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_owned)
-                                .collect::<Vec<_>>(),
-                        ),
+                        [section, key] if section == "cache" && key == "collections" => {
+                            comma_list(raw)
+                        }
+                        [key] if key == "endpoints" => comma_list(raw),
                         _ => scalar(raw),
                     };
                     (path, value)
@@ -847,6 +878,17 @@ impl Provider for EnvVars {
         }
         Ok(Map::from([(figment::Profile::Default, dict)]))
     }
+}
+
+/// A comma-separated environment value as a list of strings (empty items dropped).
+fn comma_list(raw: &str) -> Value {
+    Value::from(
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// An environment value as TOML would read it unquoted: a boolean, an integer, a float, or

@@ -116,3 +116,29 @@ fn resolve(url: &str) -> SocketAddr {
         .and_then(|mut addrs| addrs.next())
         .unwrap_or_else(|| panic!("QDRANT_URL `{url}` is not host:port"))
 }
+
+/// Creates `name` (2-d, dot product) through `client` and puts point 1 at [1, 0] in it.
+pub async fn collection_with_a_point<S>(client: &qdrant_tower::Client<S>, name: &str)
+where
+    S: tower::Service<
+            qdrant_tower::VectorRequest,
+            Response = qdrant_tower::VectorResponse,
+            Error = qdrant_tower::VectorError,
+        > + Clone,
+{
+    use qdrant_tower::qdrant::{
+        CreateCollectionBuilder, Distance, PointStruct, UpsertPointsBuilder, VectorParamsBuilder,
+    };
+    client
+        .create_collection(
+            CreateCollectionBuilder::new(name)
+                .vectors_config(VectorParamsBuilder::new(2, Distance::Dot)),
+        )
+        .await
+        .expect("collection created");
+    let point = PointStruct::new(1, vec![1.0, 0.0], qdrant_tower::Payload::new());
+    client
+        .upsert(UpsertPointsBuilder::new(name, vec![point]).wait(true))
+        .await
+        .expect("point upserted");
+}

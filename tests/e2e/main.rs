@@ -11,6 +11,7 @@
 
 mod admin;
 mod backend;
+mod cache;
 mod capture;
 mod chaos;
 mod cluster;

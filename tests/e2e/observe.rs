@@ -5,14 +5,12 @@
 use std::time::Duration;
 
 use qdrant_tower::config::StackConfig;
-use qdrant_tower::qdrant::{
-    CreateCollectionBuilder, Distance, PointStruct, SearchPointsBuilder, UpsertPointsBuilder,
-    VectorParamsBuilder,
-};
-use qdrant_tower::{Client, ErrorKind, Payload, Profile, QdrantStack, StackService};
+use qdrant_tower::qdrant::SearchPointsBuilder;
+use qdrant_tower::{ErrorKind, Profile, QdrantStack};
 use qdrant_tower_testkit::TestServer;
 use qdrant_tower_testkit::faults::{Fault, FaultRule, Rpc};
 
+use crate::backend::collection_with_a_point;
 use crate::capture::Captured;
 
 /// A stack named `name` with collection labels, retrying UNAVAILABLE 3 times, its breaker
@@ -26,26 +24,6 @@ fn stack(server: &TestServer, name: &str) -> QdrantStack {
     config.breaker.failure_threshold = 6;
     config.metrics.collection_labels = 10;
     QdrantStack::builder().config(config).build().unwrap()
-}
-
-async fn collection(client: &Client<StackService>, name: &str) {
-    client
-        .create_collection(
-            CreateCollectionBuilder::new(name)
-                .vectors_config(VectorParamsBuilder::new(2, Distance::Dot)),
-        )
-        .await
-        .unwrap();
-    client
-        .upsert(
-            UpsertPointsBuilder::new(
-                name,
-                vec![PointStruct::new(1, vec![1.0, 0.0], Payload::new())],
-            )
-            .wait(true),
-        )
-        .await
-        .unwrap();
 }
 
 /// The value of the sample `name{labels…}` (labels in any order), if present.
@@ -71,7 +49,7 @@ async fn metrics_count_calls_attempts_retries_breaker_and_health_by_label() {
     let server = TestServer::start().await.unwrap();
     let stack = stack(&server, "obs_metrics");
     let client = stack.client();
-    collection(&client, "obs_m").await;
+    collection_with_a_point(&client, "obs_m").await;
 
     for _ in 0..3 {
         client
@@ -229,7 +207,7 @@ async fn each_call_is_a_span_with_otel_attributes_and_an_attempt_span_per_try() 
     let server = TestServer::start().await.unwrap();
     let stack = stack(&server, "obs_spans");
     let client = stack.client();
-    collection(&client, "obs_s").await;
+    collection_with_a_point(&client, "obs_s").await;
 
     client
         .search(SearchPointsBuilder::new("obs_s", vec![1.0, 0.0], 1))

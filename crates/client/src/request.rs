@@ -165,6 +165,19 @@ macro_rules! vector_ops {
             pub fn operation(&self) -> &'static str {
                 match self { $(VectorResponse::$variant(_) => $op,)* }
             }
+
+            /// The size of the answer's protobuf encoding, in bytes (what a cache weighs it by).
+            pub fn encoded_len(&self) -> usize {
+                match self { $(VectorResponse::$variant(message) => prost::Message::encoded_len(message),)* }
+            }
+        }
+
+        impl VectorOp {
+            /// The message's protobuf encoding: a stable key for the request (a cache's), the
+            /// same bytes for equal messages.
+            pub fn encode_to_vec(&self) -> Vec<u8> {
+                match self { $(VectorOp::$variant(message) => prost::Message::encode_to_vec(message),)* }
+            }
         }
 
         $( vector_ops!(@from $from $variant $req); )*
