@@ -265,6 +265,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     println!("POST /admin/breakers/qdrant/reset (with the token) -> {status} {body}");
     assert_eq!(status, 200);
+    // Is Qdrant answering again? Three health RPCs straight to it, with their latency.
+    let (status, body) = request_with(
+        addr,
+        "POST",
+        "/admin/test-service",
+        r#"{"iterations": 3}"#,
+        Some(&token),
+    )
+    .await?;
+    println!("POST /admin/test-service -> {status} {body}");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"ok\":3"), "three good probes");
     let (status, body) = request(addr, "GET", "/search?x=0.1&y=0.9&limit=1", "").await?;
     println!("after the outage: {status} {body}");
     assert_eq!(status, 200);

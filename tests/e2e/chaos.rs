@@ -665,3 +665,87 @@ async fn the_pool_opens_connections_under_load_and_closes_them_when_idle() {
     })
     .await;
 }
+
+/// The read cache against the backend (the real Qdrant too): repeats and a burst of identical
+/// reads reach it once, a write through the stack invalidates. Attempts that reach
+/// `QdrantService` are counted by a `per_attempt` hook.
+#[tokio::test]
+async fn the_read_cache_sends_repeats_and_bursts_to_qdrant_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use qdrant_tower::config::StackConfig;
+    use qdrant_tower::{Profile, QdrantStack};
+
+    bounded(async {
+        let setup = Setup::start().await;
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let mut config = StackConfig::for_profile(Profile::Testing);
+        config.endpoints = vec![setup.proxy.url()];
+        config.cache.collections = vec![setup.books.clone()];
+        let stack = QdrantStack::builder()
+            .config(config)
+            .api_key(
+                std::env::var("QDRANT_API_KEY")
+                    .ok()
+                    .filter(|key| !key.is_empty()),
+            )
+            .per_attempt(crate::front_door::Counting(attempts.clone()))
+            .build()
+            .expect("valid settings");
+        let client = stack.client();
+        let search = || SearchPointsBuilder::new(&setup.books, vec![0.9, 0.1], 2);
+        for _ in 0..3 {
+            let found = client.search(search()).await.expect("a search");
+            assert_eq!(found.result.len(), 2);
+        }
+        assert_eq!(attempts.load(Ordering::SeqCst), 1, "repeats are hits");
+
+        // A slow backend and ten identical reads at once: one attempt.
+        setup.proxy.latency(
+            Direction::Downstream,
+            Duration::from_millis(200),
+            Duration::ZERO,
+        );
+        let other = || SearchPointsBuilder::new(&setup.books, vec![0.1, 0.9], 1);
+        let burst: Vec<_> = (0..10).map(|_| client.search(other())).collect();
+        for found in futures_util::future::join_all(burst).await {
+            assert_eq!(found.expect("a search").result.len(), 1);
+        }
+        assert_eq!(attempts.load(Ordering::SeqCst), 2, "single-flight");
+        setup.proxy.clear();
+
+        // A write through the stack: the next read goes to Qdrant and sees it.
+        client
+            .upsert(
+                UpsertPointsBuilder::new(
+                    &setup.books,
+                    vec![PointStruct::new(
+                        3,
+                        vec![1.0, 1.0],
+                        [("title", "Ulysses".into())],
+                    )],
+                )
+                .wait(true),
+            )
+            .await
+            .expect("an upsert");
+        // The same request as the burst's, whose cached answer was Emma (id 2): now Ulysses.
+        let found = client.search(other()).await.expect("a search");
+        let best = found.result[0]
+            .id
+            .clone()
+            .and_then(|id| id.point_id_options);
+        assert_eq!(
+            best,
+            Some(qdrant_tower::qdrant::point_id::PointIdOptions::Num(3)),
+            "read your write: the stale entry was not served"
+        );
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            4,
+            "upsert + the search after it"
+        );
+    })
+    .await;
+}

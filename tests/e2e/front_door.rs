@@ -263,10 +263,10 @@ async fn a_per_call_timeout_bounds_that_call_only() {
 
 /// A user's own layer: counts the requests that pass through it.
 #[derive(Clone)]
-struct Counting(Arc<AtomicUsize>);
+pub(crate) struct Counting(pub(crate) Arc<AtomicUsize>);
 
 #[derive(Clone)]
-struct Counted<S> {
+pub(crate) struct Counted<S> {
     inner: S,
     seen: Arc<AtomicUsize>,
 }
