@@ -23,6 +23,7 @@
 mod by_ref;
 mod chunked;
 mod error;
+pub mod log;
 mod pool;
 mod request;
 mod service;
