@@ -212,6 +212,21 @@ async fn builder_settings_win_over_reloads_and_restart_only_changes_are_reported
     );
 }
 
+/// The watcher's outcome once it has read the file `n` times (at most 10 s from now).
+async fn reload_number(
+    changes: &mut tokio::sync::watch::Receiver<qdrant_tower::config::ReloadEvent>,
+    n: u64,
+) -> qdrant_tower::config::ReloadEvent {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        changes.wait_for(|event| event.reloads >= n),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("read {n} times within 10 s"))
+    .expect("the watcher is alive")
+    .clone()
+}
+
 /// Writes `text` to `path` as deployments do: a new file renamed over the old one.
 fn replace(path: &Path, text: &str) {
     let temporary = path.with_extension("tmp");
@@ -240,14 +255,7 @@ async fn a_watched_file_reloads_the_stack_and_a_bad_one_is_rejected() {
         &path,
         "profile = \"testing\"\ndeadline = \"4s\"\n[breaker]\nfailure_threshold = 7\n",
     );
-    let event = tokio::time::timeout(
-        Duration::from_secs(10),
-        changes.wait_for(|event| event.reloads >= 1),
-    )
-    .await
-    .expect("reloaded within 10 s")
-    .unwrap()
-    .clone();
+    let event = reload_number(&mut changes, 1).await;
     let applied = event.outcome.unwrap().unwrap().applied;
     assert_eq!(applied, ["deadline", "breaker"]);
     assert_eq!(stack.config().deadline, Duration::from_secs(4));
@@ -257,14 +265,7 @@ async fn a_watched_file_reloads_the_stack_and_a_bad_one_is_rejected() {
         &path,
         "profile = \"testing\"\ndeadline = \"5s\"\n[breaker]\nfailure_treshold = 0\n",
     );
-    let event = tokio::time::timeout(
-        Duration::from_secs(10),
-        changes.wait_for(|event| event.reloads >= 2),
-    )
-    .await
-    .expect("read within 10 s")
-    .unwrap()
-    .clone();
+    let event = reload_number(&mut changes, 2).await;
     let error = event.outcome.unwrap().unwrap_err();
     assert!(
         error
