@@ -63,6 +63,7 @@ pub struct CacheConfig {
     ttl: Duration,
     max_entries: u64,
     max_bytes: u64,
+    stale_for: Duration,
 }
 
 impl CacheConfig {
@@ -73,7 +74,16 @@ impl CacheConfig {
             ttl: Duration::from_secs(30),
             max_entries: 10_000,
             max_bytes: 64 << 20,
+            stale_for: Duration::from_secs(600),
         }
+    }
+
+    /// How long the last good answer to a read is kept, past its TTL, for a
+    /// [fallback](crate::fallback) to serve as stale (marked with its age) when Qdrant
+    /// fails. Default 10 minutes; zero keeps none.
+    pub fn stale_for(mut self, keep: Duration) -> Self {
+        self.stale_for = keep;
+        self
     }
 
     /// How long an answer is served from the cache.
@@ -108,8 +118,16 @@ struct Key {
 /// again (they expire or are evicted).
 struct Generation(AtomicU64);
 
+/// A read's key for stale answers: the operation and the message, any generation.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct StaleKey {
+    op: usize,
+    message: Arc<[u8]>,
+}
+
 struct Shared {
     cache: moka::future::Cache<Key, Arc<VectorResponse>>,
+    stale: Option<moka::future::Cache<StaleKey, (Arc<VectorResponse>, tokio::time::Instant)>>,
     collections: HashMap<Box<str>, Generation>,
     hits: Counter,
     misses: Counter,
@@ -138,10 +156,23 @@ impl CacheLayer {
             })
             .time_to_live(config.ttl)
             .build();
+        let stale = (!config.stale_for.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(config.max_bytes)
+                .weigher(
+                    move |_key: &StaleKey, (value, _): &(Arc<VectorResponse>, tokio::time::Instant)| {
+                        let bytes = value.encoded_len() as u64;
+                        u32::try_from(bytes.max(floor)).unwrap_or(u32::MAX)
+                    },
+                )
+                .time_to_live(config.stale_for)
+                .build()
+        });
         describe();
         CacheLayer {
             shared: Arc::new(Shared {
                 cache,
+                stale,
                 collections: config
                     .collections
                     .into_iter()
@@ -159,6 +190,26 @@ impl CacheLayer {
     pub async fn entry_count(&self) -> u64 {
         self.shared.cache.run_pending_tasks().await;
         self.shared.cache.entry_count()
+    }
+
+    /// The last good answer to `request` (a read of a listed collection) and its age, kept
+    /// for [`CacheConfig::stale_for`] after Qdrant gave it: what a fallback serves, marked
+    /// stale. It may predate writes made since (through this cache or not).
+    pub async fn stale(&self, request: &VectorRequest) -> Option<(VectorResponse, Duration)> {
+        let stale = self.shared.stale.as_ref()?;
+        if !request.is_read()
+            || !request
+                .collection()
+                .is_some_and(|name| self.shared.collections.contains_key(name))
+        {
+            return None;
+        }
+        let key = StaleKey {
+            op: request.op().index(),
+            message: request.op().encode_to_vec().into(),
+        };
+        let (response, at) = stale.get(&key).await?;
+        Some((VectorResponse::clone(&response), at.elapsed()))
     }
 
     /// Drops every entry of `collection` (as a write through the cache does).
@@ -257,10 +308,15 @@ where
                 collection: collection.map(|name| (name, Arc::clone(&self.shared))),
             });
         }
+        let message: Arc<[u8]> = request.op().encode_to_vec().into();
+        let stale_key = StaleKey {
+            op: request.op().index(),
+            message: Arc::clone(&message),
+        };
         let key = Key {
             generation: generation.0.load(Ordering::Acquire),
             op: request.op().index(),
-            message: request.op().encode_to_vec().into(),
+            message,
         };
         // The service the caller made ready goes to the load; the cache keeps a clone.
         let ready = self.inner.clone();
@@ -280,6 +336,14 @@ where
                 Ok(response) => {
                     if loaded.load(Ordering::Relaxed) {
                         shared.misses.increment(1);
+                        if let Some(stale) = &shared.stale {
+                            stale
+                                .insert(
+                                    stale_key,
+                                    (Arc::clone(&response), tokio::time::Instant::now()),
+                                )
+                                .await;
+                        }
                     } else {
                         shared.hits.increment(1);
                     }

@@ -45,22 +45,24 @@
 pub mod admin;
 pub mod cache;
 pub mod config;
+pub mod fallback;
 pub mod observe;
+pub mod queue;
 mod stack;
 mod typed;
 
 pub use stack::{
     Profile, QdrantStack, QdrantStackBuilder, Reloaded, StackBreaker, StackError, StackService,
 };
-pub use typed::Client;
+pub use typed::{Answer, Client, FallbackMark, Written};
 
 pub use qdrant_tower_client as client;
 pub use qdrant_tower_layers as layers;
 
 pub use qdrant_tower_client::{
-    ChunkOptions, ChunkedUpsert, InvalidRequest, Limits, Payload, PoolStats, QdrantService,
-    QdrantServiceBuilder, VectorError, VectorOp, VectorRequest, VectorResponse, qdrant,
-    upsert_chunked,
+    ChunkOptions, ChunkedUpsert, Fallback, FallbackSource, InvalidRequest, Limits, Payload,
+    PoolStats, QdrantService, QdrantServiceBuilder, Queued, VectorError, VectorOp, VectorRequest,
+    VectorResponse, qdrant, upsert_chunked,
 };
 pub use qdrant_tower_layers::{Classify, ErrorKind, RequestInfo};
 

@@ -17,7 +17,9 @@ use qdrant_tower_layers::breaker::{
     Breaker, BreakerConfig, BreakerKey, BreakerRegistry, CircuitBreaker, CircuitOpen, KeyedBreaker,
     KeyedBreakerLayer,
 };
-use qdrant_tower_layers::health::{HealthCheck, HealthConfig, HealthGate, HealthGateLayer};
+use qdrant_tower_layers::health::{
+    HealthCheck, HealthConfig, HealthGate, HealthGateLayer, HealthStatus,
+};
 use qdrant_tower_layers::retry::{Retry, RetryLayer, RetryPolicy};
 use qdrant_tower_layers::{
     AttemptTimeout, AttemptTimeoutLayer, Classify, ConfigError as LayerConfigError, Deadline,
@@ -29,7 +31,9 @@ use crate::cache::{Cache, CacheConfig, CacheLayer};
 use crate::config::{
     ConfigError, ConfigLoader, ConfigWatcher, InvalidConfig, Keyed, Secret, StackConfig,
 };
+use crate::fallback::{FallbackLayer, FallbackService};
 use crate::observe::{Observe, ObserveLayer};
+use crate::queue::{QueueConfig, WriteBehind, WriteBehindHandle, WriteBehindLayer};
 
 /// Where the stack runs; each profile sets the defaults below (every one can be overridden on
 /// the builder).
@@ -175,8 +179,13 @@ impl fmt::Display for Profile {
 
 /// The recommended stack's service type over `Inner` (by default [`QdrantService`]): a
 /// nameable type to keep in a struct, in axum state or behind `tower::buffer`.
-pub type StackService<Inner = QdrantService> =
-    Observe<Cache<Deadline<Retry<HealthGate<StackBreaker<Observe<AttemptTimeout<Inner>>>>>>>>;
+pub type StackService<Inner = QdrantService> = Observe<
+    FallbackService<
+        Cache<
+            WriteBehind<Deadline<Retry<HealthGate<StackBreaker<Observe<AttemptTimeout<Inner>>>>>>>,
+        >,
+    >,
+>;
 
 /// The stack's circuit breaker: one [`CircuitBreaker`] for every call, or a [`KeyedBreaker`]
 /// with one breaker per collection (and operation class), as
@@ -271,6 +280,8 @@ pub(crate) struct Control {
     /// A clone of the bottom service, for its pool's figures.
     pool: QdrantService,
     health: HealthCheck,
+    queue: Option<WriteBehindHandle>,
+    cache: CacheLayer,
 }
 
 impl Control {
@@ -292,6 +303,10 @@ impl Control {
 
     pub(crate) fn health(&self) -> &HealthCheck {
         &self.health
+    }
+
+    pub(crate) fn queue(&self) -> Option<&WriteBehindHandle> {
+        self.queue.as_ref()
     }
 
     /// The bottom service, without any layer.
@@ -365,6 +380,8 @@ impl Control {
             ("metrics", next.metrics != current.metrics),
             ("admin", next.admin != current.admin),
             ("cache", next.cache != current.cache),
+            ("fallback", next.fallback != current.fallback),
+            ("queue", next.queue != current.queue),
             ("breaker.keyed", next.breaker.keyed != current.breaker.keyed),
             (
                 "idempotent_create",
@@ -391,7 +408,8 @@ pub struct Reloaded {
     /// `breaker` (thresholds and open wait), `health` (probe interval, timeout, thresholds).
     pub applied: Vec<&'static str>,
     /// Changed settings the running stack keeps until it is built again: `endpoints`,
-    /// `api_key`, `name`, `connections`, `metrics`, `cache`, `admin` (a router is built from it),
+    /// `api_key`, `name`, `connections`, `metrics`, `cache`, `fallback`, `queue`, `admin` (a
+    /// router is built from it),
     /// `breaker.keyed`; `idempotent_create`
     /// applies to clients made after the reload.
     pub needs_restart: Vec<&'static str>,
@@ -508,6 +526,18 @@ impl<S: Clone> QdrantStack<S> {
 }
 
 impl<S> QdrantStack<S> {
+    /// The write-behind queue, if the configuration's `[queue]` lists collections: its
+    /// state, queued writes and dead letters.
+    pub fn queue(&self) -> Option<WriteBehindHandle> {
+        self.control.queue.clone()
+    }
+
+    /// The stack's read cache (empty unless the configuration's `[cache]` lists
+    /// collections).
+    pub fn cache(&self) -> &CacheLayer {
+        &self.control.cache
+    }
+
     /// The stack's circuit breaker (state, snapshot, reset, force open…). With
     /// [keyed breakers](QdrantStackBuilder::keyed_breakers), the breaker of calls that name
     /// no collection (list collections, health); see [`breaker_for`](Self::breaker_for).
@@ -626,6 +656,7 @@ pub struct QdrantStackBuilder<Around = Identity, Attempt = Identity> {
     service: QdrantServiceBuilder,
     config: StackConfig,
     overrides: Overrides,
+    fallback: Option<FallbackLayer>,
     around: Around,
     attempt: Attempt,
 }
@@ -636,6 +667,7 @@ impl QdrantStackBuilder {
             service: QdrantService::builder(),
             config: StackConfig::default(),
             overrides: Overrides::default(),
+            fallback: None,
             around: Identity::new(),
             attempt: Identity::new(),
         }
@@ -807,9 +839,29 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
             service: self.service,
             config: self.config,
             overrides: self.overrides,
+            fallback: self.fallback,
             around,
             attempt,
         }
+    }
+
+    /// Fallback sources for failed reads — static, computed, a secondary service
+    /// ([`FallbackLayer`]) — and the kinds they answer (which replace the configuration's
+    /// `fallback.on`). With `fallback.stale` set, the cache's stale answers are tried first.
+    ///
+    /// ```no_run
+    /// use qdrant_tower::fallback::FallbackLayer;
+    /// use qdrant_tower::qdrant::SearchResponse;
+    /// use qdrant_tower::{QdrantStack, VectorResponse};
+    /// # fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let stack = QdrantStack::builder()
+    ///     .fallback(FallbackLayer::new().static_response(VectorResponse::Search(SearchResponse::default())))
+    ///     .build()?;
+    /// # drop(stack); Ok(()) }
+    /// ```
+    pub fn fallback(mut self, fallback: FallbackLayer) -> Self {
+        self.fallback = Some(fallback);
+        self
     }
 
     /// Builds the stack. Call it inside a Tokio runtime: the health check's prober starts
@@ -820,8 +872,11 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
     pub fn build(self) -> Result<QdrantStack<Around::Service>, StackError>
     where
         Attempt: Layer<QdrantService>,
-        Attempt::Service:
-            tower::Service<VectorRequest, Response = VectorResponse, Error = VectorError> + Clone,
+        Attempt::Service: tower::Service<VectorRequest, Response = VectorResponse, Error = VectorError>
+            + Clone
+            + Send
+            + 'static,
+        <Attempt::Service as tower::Service<VectorRequest>>::Future: Send + 'static,
         Around: Layer<StackService<Attempt::Service>>,
     {
         let overrides = self.overrides;
@@ -880,10 +935,37 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
             CacheConfig::new(config.cache.collections.iter().cloned())
                 .ttl(config.cache.ttl)
                 .max_entries(config.cache.max_entries)
-                .max_bytes(config.cache.max_bytes),
+                .max_bytes(config.cache.max_bytes)
+                .stale_for(config.cache.stale_for),
         );
-        let core = calls
-            .layer(cache.layer(DeadlineLayer::shared(deadline.clone()).layer(retry.layer(gated))));
+        let below = DeadlineLayer::shared(deadline.clone()).layer(retry.layer(gated));
+        let (queued, queue) = if config.queue.collections.is_empty() {
+            (WriteBehind::none(below), None)
+        } else {
+            let dir = config.queue.dir.clone().unwrap_or_default();
+            let signal = health.clone();
+            let layer = WriteBehindLayer::open_with_signal(
+                QueueConfig::new(&dir, config.queue.collections.iter().cloned())
+                    .max_records(config.queue.max_records)
+                    .max_bytes(config.queue.max_bytes)
+                    .replay_interval(config.queue.replay_interval),
+                below.clone(),
+                Arc::new(move || signal.status() == HealthStatus::Healthy),
+            )
+            .map_err(|error| StackError::Queue {
+                dir: dir.display().to_string(),
+                reason: error.to_string(),
+            })?;
+            (layer.layer(below), Some(layer.handle()))
+        };
+        let mut fallback = match self.fallback {
+            Some(layer) => layer,
+            None => FallbackLayer::new().on(config.fallback.kinds()?),
+        };
+        if config.fallback.stale {
+            fallback = fallback.stale_first(cache.clone());
+        }
+        let core = calls.layer(fallback.layer(cache.layer(queued)));
         Ok(QdrantStack {
             service: self.around.layer(core),
             health: health.clone(),
@@ -896,6 +978,8 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
                 current: Mutex::new(config),
                 pool,
                 health,
+                queue,
+                cache,
             }),
         })
     }
@@ -924,6 +1008,14 @@ pub enum StackError {
     /// health check on.
     #[error(transparent)]
     Layer(#[from] qdrant_tower_layers::ConfigError),
+    /// The write-behind queue could not open its log.
+    #[error("the write-behind queue in {dir} cannot open: {reason}")]
+    Queue {
+        /// Its directory.
+        dir: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 #[cfg(test)]

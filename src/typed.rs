@@ -21,7 +21,8 @@ use qdrant_tower_client::qdrant::{
     vectors_config,
 };
 use qdrant_tower_client::{
-    ChunkOptions, ChunkedUpsert, VectorError, VectorOp, VectorRequest, VectorResponse,
+    ChunkOptions, ChunkedUpsert, Fallback, FallbackSource, Queued, VectorError, VectorOp,
+    VectorRequest, VectorResponse,
 };
 use qdrant_tower_layers::{ErrorKind, RequestInfo};
 
@@ -123,9 +124,11 @@ impl<S> fmt::Debug for Client<S> {
 }
 
 /// One typed method per row: name, message type, `VectorOp` variant (and so the
-/// `VectorResponse` variant), response type, doc line.
+/// `VectorResponse` variant), response type, what the method returns (`read`: an [`Answer`],
+/// which may be a marked fallback; `write`: a [`Written`], which may be queued; `plain`: the
+/// response), doc line.
 macro_rules! typed_calls {
-    ($( $(#[$doc:meta])* $method:ident($message:ty) => $variant:ident -> $response:ty $(, $unbox:ident)?; )*) => {
+    ($( $(#[$doc:meta])* $method:ident($message:ty) => $variant:ident -> $response:ty, $mode:ident $(, $unbox:ident)?; )*) => {
         impl<S> Client<S>
         where
             S: Service<VectorRequest, Response = VectorResponse> + Clone,
@@ -136,14 +139,41 @@ macro_rules! typed_calls {
                 pub async fn $method(
                     &self,
                     request: impl Into<$message>,
-                ) -> Result<$response, VectorError> {
+                ) -> Result<typed_calls!(@returns $mode $response), VectorError> {
                     let op = VectorOp::$variant(request.into());
-                    match self.call(VectorRequest::new(op)).await? {
-                        VectorResponse::$variant(response) => Ok(typed_calls!(@take response $($unbox)?)),
-                        other => Err(mismatched(stringify!($variant), &other)),
-                    }
+                    let response = self.call(VectorRequest::new(op)).await?;
+                    typed_calls!(@answer $mode $variant response $($unbox)?)
                 }
             )*
+        }
+    };
+    (@returns read $response:ty) => { Answer<$response> };
+    (@returns write $response:ty) => { Written<$response> };
+    (@returns plain $response:ty) => { $response };
+    (@answer read $variant:ident $response:ident $($unbox:ident)?) => {
+        match $response {
+            VectorResponse::$variant(response) => Ok(Answer { value: typed_calls!(@take response $($unbox)?), fallback: None }),
+            VectorResponse::Fallback(fallback) => match *fallback {
+                Fallback { response: VectorResponse::$variant(response), source, cause, age, .. } => Ok(Answer {
+                    value: typed_calls!(@take response $($unbox)?),
+                    fallback: Some(FallbackMark { source, cause, age }),
+                }),
+                other => Err(mismatched(stringify!($variant), &other.response)),
+            },
+            other => Err(mismatched(stringify!($variant), &other)),
+        }
+    };
+    (@answer write $variant:ident $response:ident) => {
+        match $response {
+            VectorResponse::$variant(response) => Ok(Written::Applied(response)),
+            VectorResponse::Queued(queued) => Ok(Written::Queued(queued)),
+            other => Err(mismatched(stringify!($variant), &other)),
+        }
+    };
+    (@answer plain $variant:ident $response:ident $($unbox:ident)?) => {
+        match $response {
+            VectorResponse::$variant(response) => Ok(typed_calls!(@take response $($unbox)?)),
+            other => Err(mismatched(stringify!($variant), &other)),
         }
     };
     (@take $response:ident) => { $response };
@@ -152,51 +182,159 @@ macro_rules! typed_calls {
 
 typed_calls! {
     /// Nearest-neighbour search (`SearchPointsBuilder`).
-    search(SearchPoints) => Search -> SearchResponse;
+    search(SearchPoints) => Search -> SearchResponse, read;
     /// Several searches in one call (`SearchBatchPointsBuilder`).
-    search_batch(SearchBatchPoints) => SearchBatch -> SearchBatchResponse;
+    search_batch(SearchBatchPoints) => SearchBatch -> SearchBatchResponse, read;
     /// The universal query: nearest, recommend, discover, fusion, order-by… (`QueryPointsBuilder`).
-    query(QueryPoints) => Query -> QueryResponse;
+    query(QueryPoints) => Query -> QueryResponse, read;
     /// Several queries in one call (`QueryBatchPointsBuilder`).
-    query_batch(QueryBatchPoints) => QueryBatch -> QueryBatchResponse;
+    query_batch(QueryBatchPoints) => QueryBatch -> QueryBatchResponse, read;
     /// A query grouped by a payload field (`QueryPointGroupsBuilder`).
-    query_groups(QueryPointGroups) => QueryGroups -> QueryGroupsResponse;
+    query_groups(QueryPointGroups) => QueryGroups -> QueryGroupsResponse, read;
     /// Insert or replace points (`UpsertPointsBuilder`). For many points, see
     /// [`Client::upsert_chunked`].
-    upsert(UpsertPoints) => Upsert -> PointsOperationResponse;
+    upsert(UpsertPoints) => Upsert -> PointsOperationResponse, write;
     /// Delete points by ids or filter (`DeletePointsBuilder`).
-    delete(DeletePoints) => Delete -> PointsOperationResponse;
+    delete(DeletePoints) => Delete -> PointsOperationResponse, write;
     /// Retrieve points by id (`GetPointsBuilder`).
-    get(GetPoints) => Get -> GetResponse;
+    get(GetPoints) => Get -> GetResponse, read;
     /// One page of points (`ScrollPointsBuilder`); [`Client::scroll_all`] pages for you.
-    scroll(ScrollPoints) => Scroll -> ScrollResponse;
+    scroll(ScrollPoints) => Scroll -> ScrollResponse, read;
     /// Count points, exactly or approximately (`CountPointsBuilder`).
-    count(CountPoints) => Count -> CountResponse;
+    count(CountPoints) => Count -> CountResponse, read;
     /// Merge payload keys into points (`SetPayloadPointsBuilder`).
-    set_payload(SetPayloadPoints) => SetPayload -> PointsOperationResponse;
+    set_payload(SetPayloadPoints) => SetPayload -> PointsOperationResponse, write;
     /// Delete payload keys of points (`DeletePayloadPointsBuilder`).
-    delete_payload(DeletePayloadPoints) => DeletePayload -> PointsOperationResponse;
+    delete_payload(DeletePayloadPoints) => DeletePayload -> PointsOperationResponse, write;
     /// Remove the whole payload of points (`ClearPayloadPointsBuilder`).
-    clear_payload(ClearPayloadPoints) => ClearPayload -> PointsOperationResponse;
+    clear_payload(ClearPayloadPoints) => ClearPayload -> PointsOperationResponse, write;
     /// Several point operations in one call (`UpdateBatchPointsBuilder`).
-    update_batch(UpdateBatchPoints) => UpdateBatch -> UpdateBatchResponse;
+    update_batch(UpdateBatchPoints) => UpdateBatch -> UpdateBatchResponse, write;
     /// Count points per value of a payload field (`FacetCountsBuilder`).
-    facet(FacetCounts) => Facet -> FacetResponse;
+    facet(FacetCounts) => Facet -> FacetResponse, read;
     /// Create a payload index (`CreateFieldIndexCollectionBuilder`).
-    create_field_index(CreateFieldIndexCollection) => CreateFieldIndex -> PointsOperationResponse;
+    create_field_index(CreateFieldIndexCollection) => CreateFieldIndex -> PointsOperationResponse, plain;
     /// Change a collection's parameters (`UpdateCollectionBuilder`).
-    update_collection(UpdateCollection) => UpdateCollection -> CollectionOperationResponse;
+    update_collection(UpdateCollection) => UpdateCollection -> CollectionOperationResponse, plain;
     /// Delete a collection (`DeleteCollectionBuilder`).
-    delete_collection(DeleteCollection) => DeleteCollection -> CollectionOperationResponse;
+    delete_collection(DeleteCollection) => DeleteCollection -> CollectionOperationResponse, plain;
     /// A collection's status, counts, configuration and payload schema
     /// (`GetCollectionInfoRequest`).
-    collection_info(GetCollectionInfoRequest) => GetCollection -> GetCollectionInfoResponse, unboxed;
+    collection_info(GetCollectionInfoRequest) => GetCollection -> GetCollectionInfoResponse, read, unboxed;
     /// Whether a collection (or alias) exists (`CollectionExistsRequest`).
-    collection_exists(CollectionExistsRequest) => CollectionExists -> qdrant_tower_client::qdrant::CollectionExistsResponse;
+    collection_exists(CollectionExistsRequest) => CollectionExists -> qdrant_tower_client::qdrant::CollectionExistsResponse, read;
     /// Every collection's name (`ListCollectionsRequest`).
-    list_collections(ListCollectionsRequest) => ListCollections -> ListCollectionsResponse;
+    list_collections(ListCollectionsRequest) => ListCollections -> ListCollectionsResponse, read;
     /// Qdrant's health check: title, version, commit (`HealthCheckRequest`).
-    health_check(HealthCheckRequest) => HealthCheck -> HealthCheckReply;
+    health_check(HealthCheckRequest) => HealthCheck -> HealthCheckReply, read;
+}
+
+/// A typed read's answer: Qdrant's response (the `Deref` target, so `answer.result` reads
+/// as before) and, when the stack answered in place of a failed call, the
+/// [fallback marker](FallbackMark).
+///
+/// ```no_run
+/// # use qdrant_tower::Client;
+/// # use qdrant_tower::qdrant::SearchPointsBuilder;
+/// # async fn example(client: Client<qdrant_tower::StackService>) -> Result<(), qdrant_tower::VectorError> {
+/// let hits = client.search(SearchPointsBuilder::new("docs", vec![0.1, 0.2], 5)).await?;
+/// if let Some(mark) = hits.fallback() {
+///     println!("degraded answer from {} (Qdrant failed: {}), age {:?}", mark.source, mark.cause, mark.age);
+/// }
+/// println!("{} hits", hits.result.len());
+/// let response = hits.into_inner(); // qdrant-client's SearchResponse
+/// # drop(response); Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer<T> {
+    value: T,
+    fallback: Option<FallbackMark>,
+}
+
+/// What marks a fallback answer: where it came from, the failure it stands in for, and (for
+/// a stale cache entry) its age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FallbackMark {
+    /// Where the answer came from.
+    pub source: FallbackSource,
+    /// The kind of error of the call it replaces.
+    pub cause: ErrorKind,
+    /// How long ago Qdrant gave it (stale answers).
+    pub age: Option<Duration>,
+}
+
+impl<T> Answer<T> {
+    /// Whether this is Qdrant's own, fresh answer.
+    pub fn is_fresh(&self) -> bool {
+        self.fallback.is_none()
+    }
+
+    /// The fallback marker, if the stack answered in place of a failed call.
+    pub fn fallback(&self) -> Option<&FallbackMark> {
+        self.fallback.as_ref()
+    }
+
+    /// The response, unmarked.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T> std::ops::Deref for Answer<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+/// A typed write's outcome: applied by Qdrant, or accepted into the durable write-behind
+/// queue (on disk, applied when Qdrant is back) — never a success it is not.
+///
+/// ```no_run
+/// # use qdrant_tower::{Client, Written};
+/// # use qdrant_tower::qdrant::{PointStruct, UpsertPointsBuilder};
+/// # async fn example(client: Client<qdrant_tower::StackService>) -> Result<(), qdrant_tower::VectorError> {
+/// let point = PointStruct::new(7, vec![0.1, 0.2], [("n", 7.into())]);
+/// match client.upsert(UpsertPointsBuilder::new("docs", vec![point])).await? {
+///     Written::Applied(response) => println!("applied: {:?}", response.result),
+///     Written::Queued(queued) => println!("queued as #{}", queued.seq),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written<T> {
+    /// Qdrant applied the write and answered.
+    Applied(T),
+    /// The write-behind queue accepted it: it is fsynced and will be applied in order.
+    Queued(Queued),
+}
+
+impl<T> Written<T> {
+    /// Qdrant's answer, if it applied the write.
+    pub fn applied(&self) -> Option<&T> {
+        match self {
+            Written::Applied(response) => Some(response),
+            Written::Queued(_) => None,
+        }
+    }
+
+    /// The queue's receipt, if the write was queued.
+    pub fn queued(&self) -> Option<Queued> {
+        match self {
+            Written::Applied(_) => None,
+            Written::Queued(queued) => Some(*queued),
+        }
+    }
+
+    /// Qdrant's answer, or the queue's receipt as the error.
+    pub fn into_applied(self) -> Result<T, Queued> {
+        match self {
+            Written::Applied(response) => Ok(response),
+            Written::Queued(queued) => Err(queued),
+        }
+    }
 }
 
 impl<S> Client<S>
@@ -269,6 +407,18 @@ where
                 };
                 let next = request.clone();
                 let answer = pages.client.scroll(request).await?;
+                if let Some(mark) = answer.fallback() {
+                    // A stream of points cannot mark one page: only fresh pages are yielded.
+                    return Err(VectorError::new(
+                        mark.cause,
+                        "scroll",
+                        format!(
+                            "Qdrant failed ({}) and the stack answered a page from its {} fallback; scroll_all yields only fresh pages",
+                            mark.cause, mark.source
+                        ),
+                    ));
+                }
+                let answer = answer.into_inner();
                 pages.request = next_page(next, answer.next_page_offset);
                 pages.page = answer.result.into_iter();
             }
@@ -327,7 +477,11 @@ where
                 collection_name: create.collection_name.clone(),
             })
             .await?;
-        let params = info.result.and_then(|i| i.config).and_then(|c| c.params);
+        let params = info
+            .into_inner()
+            .result
+            .and_then(|i| i.config)
+            .and_then(|c| c.params);
         match params {
             Some(params) if same_collection(&create, &params) => Ok(CollectionOperationResponse {
                 result: true,

@@ -16,6 +16,8 @@
 //! | `GET /metrics` | Prometheus text ([`observe::prometheus`](crate::observe::prometheus)) |
 //! | `GET /alerts` | breakers open longer than a bound, error rates over a bound, health down |
 //! | `POST /test-service` | probe Qdrant N times, report latency percentiles and outcomes |
+//! | `GET /queue` | the write-behind queue: records and bytes waiting, per collection, replayed, dead letters, what replay waits on (`404` without a queue) |
+//! | `GET /queue/dead-letters` | the writes Qdrant rejected for good during replay, with their errors |
 //!
 //! Threshold bodies are JSON with any of `failure_threshold`, `failure_rate`, `minimum_calls`,
 //! `open_wait` (`"30s"`), `half_open_trials`, `half_open_successes`.
@@ -209,6 +211,8 @@ impl<S> QdrantStack<S> {
             .route("/metrics", get(metrics))
             .route("/alerts", get(alerts))
             .route("/test-service", post(test_service))
+            .route("/queue", get(queue))
+            .route("/queue/dead-letters", get(dead_letters))
             .layer(axum::middleware::from_fn_with_state(
                 Arc::clone(&shared),
                 auth,
@@ -365,6 +369,29 @@ fn find(admin: &Admin, name: &str) -> Result<Breaker, Refusal> {
         .registry()
         .get(name)
         .ok_or_else(|| Refusal(StatusCode::NOT_FOUND, format!("no breaker named `{name}`")))
+}
+
+fn write_behind(admin: &Admin) -> Result<&crate::queue::WriteBehindHandle, Refusal> {
+    admin.control.queue().ok_or_else(|| {
+        Refusal(
+            StatusCode::NOT_FOUND,
+            "this stack has no write-behind queue (configure [queue] collections)".into(),
+        )
+    })
+}
+
+async fn queue(State(admin): State<Shared>) -> Answer {
+    Ok(json(StatusCode::OK, write_behind(&admin)?.stats()))
+}
+
+async fn dead_letters(State(admin): State<Shared>) -> Answer {
+    let letters = write_behind(&admin)?.dead_letters().map_err(|error| {
+        Refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the dead-letter file cannot be read: {error}"),
+        )
+    })?;
+    Ok(json(StatusCode::OK, letters))
 }
 
 async fn breakers(State(admin): State<Shared>) -> Answer {

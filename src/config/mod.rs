@@ -60,6 +60,13 @@
 //! | `admin.error_rate_alert` | `QDRANT_TOWER__ADMIN__ERROR_RATE_ALERT` | 0.2 |
 //! | `cache.collections` | `QDRANT_TOWER__CACHE__COLLECTIONS` (comma-separated) | none: no read cache |
 //! | `cache.ttl`, `cache.max_entries`, `cache.max_bytes` | `QDRANT_TOWER__CACHE__TTL`, … | `30s`, 10 000, 64 MiB |
+//! | `cache.stale_for` | `QDRANT_TOWER__CACHE__STALE_FOR` | `10m`: last good answers kept for stale fallbacks (`0s`: none) |
+//! | `fallback.stale` | `QDRANT_TOWER__FALLBACK__STALE` | `false`: failed reads of cached collections answered stale, marked |
+//! | `fallback.on` | `QDRANT_TOWER__FALLBACK__ON` (comma-separated kinds) | `circuit_open, unhealthy, connect, timeout, unavailable, internal, rate_limited` |
+//! | `queue.collections` | `QDRANT_TOWER__QUEUE__COLLECTIONS` (comma-separated) | none: no write-behind queue |
+//! | `queue.dir` | `QDRANT_TOWER__QUEUE__DIR` | none (required with collections) |
+//! | `queue.max_records`, `queue.max_bytes` | `QDRANT_TOWER__QUEUE__MAX_RECORDS`, … | 100 000, 1 GiB |
+//! | `queue.replay_interval` | `QDRANT_TOWER__QUEUE__REPLAY_INTERVAL` | `1s` |
 //! | `metrics.collection_labels` | `QDRANT_TOWER__METRICS__COLLECTION_LABELS` | 0: no `collection` label (else the first N collections, then `_other`) |
 //!
 //! `<kind>` is `connect`, `timeout`, `rate_limited`, `unavailable` or `internal`. Durations
@@ -133,6 +140,90 @@ pub struct StackConfig {
     pub admin: AdminSettings,
     /// The read cache.
     pub cache: CacheSettings,
+    /// Fallbacks for failed reads.
+    pub fallback: FallbackSettings,
+    /// The durable write-behind queue.
+    pub queue: QueueSettings,
+}
+
+/// Fallbacks for failed reads (see [`fallback`](crate::fallback)); static, computed and
+/// secondary sources are given in code
+/// ([`QdrantStackBuilder::fallback`](crate::QdrantStackBuilder::fallback)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FallbackSettings {
+    /// Whether a failed read of a cached collection is answered with the cache's last good
+    /// answer, marked stale with its age.
+    pub stale: bool,
+    /// The error kinds a read falls back on (snake_case names).
+    pub on: Vec<String>,
+}
+
+impl Default for FallbackSettings {
+    fn default() -> Self {
+        FallbackSettings {
+            stale: false,
+            on: crate::fallback::FallbackLayer::DEFAULT_ON
+                .iter()
+                .map(|kind| kind.as_str().to_owned())
+                .collect(),
+        }
+    }
+}
+
+impl FallbackSettings {
+    /// The kinds of [`on`](Self::on).
+    pub fn kinds(&self) -> Result<Vec<ErrorKind>, InvalidConfig> {
+        self.on
+            .iter()
+            .map(|name| {
+                ErrorKind::ALL
+                    .into_iter()
+                    .find(|kind| kind.as_str() == name)
+                    .ok_or_else(|| InvalidConfig {
+                        field: "fallback.on".into(),
+                        value: name.clone(),
+                        reason: format!(
+                            "is not an error kind (one of: {})",
+                            ErrorKind::ALL.map(ErrorKind::as_str).join(", ")
+                        ),
+                        origin: None,
+                    })
+            })
+            .collect()
+    }
+}
+
+/// The durable write-behind queue (see [`queue`](crate::queue)): off unless collections are
+/// listed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct QueueSettings {
+    /// The directory of its log and dead-letter file.
+    pub dir: Option<PathBuf>,
+    /// The collections whose writes may be queued.
+    pub collections: Vec<String>,
+    /// The most records queued.
+    pub max_records: u64,
+    /// The most bytes queued.
+    pub max_bytes: u64,
+    /// How often replay checks whether Qdrant is back.
+    #[serde(with = "humantime_serde")]
+    pub replay_interval: Duration,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            dir: None,
+            collections: Vec::new(),
+            max_records: 100_000,
+            max_bytes: 1 << 30,
+            replay_interval: Duration::from_secs(1),
+        }
+    }
 }
 
 /// The read cache (see [`cache`](crate::cache)): off unless collections are listed.
@@ -149,6 +240,9 @@ pub struct CacheSettings {
     pub max_entries: u64,
     /// The most bytes of answers.
     pub max_bytes: u64,
+    /// How long last good answers are kept past their TTL for stale fallbacks.
+    #[serde(with = "humantime_serde")]
+    pub stale_for: Duration,
 }
 
 impl Default for CacheSettings {
@@ -158,6 +252,7 @@ impl Default for CacheSettings {
             ttl: Duration::from_secs(30),
             max_entries: 10_000,
             max_bytes: 64 << 20,
+            stale_for: Duration::from_secs(600),
         }
     }
 }
@@ -429,6 +524,8 @@ impl StackConfig {
             metrics: MetricsSettings::default(),
             admin: AdminSettings::default(),
             cache: CacheSettings::default(),
+            fallback: FallbackSettings::default(),
+            queue: QueueSettings::default(),
         }
     }
 
@@ -596,6 +693,30 @@ impl StackConfig {
             if value == 0 {
                 return bad(field, "0".into(), "must be at least 1".into());
             }
+        }
+        self.fallback.kinds()?;
+        let q = &self.queue;
+        if !q.collections.is_empty() && q.dir.is_none() {
+            return bad(
+                "queue.dir",
+                "none".into(),
+                "must be set when queue.collections lists collections (the queue's log lives there)".into(),
+            );
+        }
+        for (field, value) in [
+            ("queue.max_records", q.max_records),
+            ("queue.max_bytes", q.max_bytes),
+        ] {
+            if value == 0 {
+                return bad(field, "0".into(), "must be at least 1".into());
+            }
+        }
+        if q.replay_interval.is_zero() {
+            return bad(
+                "queue.replay_interval",
+                "0s".into(),
+                "must be greater than zero".into(),
+            );
         }
         if self.metrics.collection_labels > MAX_COLLECTION_LABELS {
             return bad(
@@ -865,8 +986,15 @@ impl Provider for EnvVars {
                         [section, key] if section == "admin" && key == "token" => {
                             Value::from(raw.clone())
                         }
-                        [section, key] if section == "cache" && key == "collections" => {
+                        [section, key]
+                            if (section == "cache" || section == "queue")
+                                && key == "collections"
+                                || section == "fallback" && key == "on" =>
+                        {
                             comma_list(raw)
+                        }
+                        [section, key] if section == "queue" && key == "dir" => {
+                            Value::from(raw.clone())
                         }
                         [key] if key == "endpoints" => comma_list(raw),
                         _ => scalar(raw),

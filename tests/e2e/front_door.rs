@@ -169,7 +169,7 @@ async fn every_typed_method_answers_its_own_response_through_the_ready_stack() {
         })
         .await
         .unwrap();
-    assert_eq!(info.result.unwrap().points_count, Some(24));
+    assert_eq!(info.into_inner().result.unwrap().points_count, Some(24));
     let listed = client
         .list_collections(ListCollectionsRequest {})
         .await

@@ -15,6 +15,7 @@ mod cache;
 mod capture;
 mod chaos;
 mod cluster;
+mod degrade;
 mod faults;
 mod front_door;
 mod observe;

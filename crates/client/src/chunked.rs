@@ -33,6 +33,19 @@ pub struct ChunkedUpsert<E> {
     pub succeeded: Vec<ChunkSuccess>,
     /// Chunks that failed, each with its request so the caller can send it again.
     pub failed: Vec<FailedChunk<E>>,
+    /// Chunks the write-behind queue accepted (on disk, applied when Qdrant is back).
+    pub queued: Vec<QueuedChunk>,
+}
+
+/// A chunk the write-behind queue accepted instead of sending: not yet in Qdrant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedChunk {
+    /// The chunk's position (0-based) in the original request.
+    pub index: usize,
+    /// How many points it carried.
+    pub points: usize,
+    /// Its place in the queue.
+    pub queued: crate::Queued,
 }
 
 /// A chunk Qdrant acknowledged.
@@ -58,9 +71,9 @@ pub struct FailedChunk<E> {
 }
 
 impl<E> ChunkedUpsert<E> {
-    /// Whether every chunk was acknowledged.
+    /// Whether every chunk was acknowledged by Qdrant (none failed, none only queued).
     pub fn is_complete(&self) -> bool {
-        self.failed.is_empty()
+        self.failed.is_empty() && self.queued.is_empty()
     }
 
     /// Points acknowledged.
@@ -140,6 +153,7 @@ where
     let mut report = ChunkedUpsert {
         succeeded: Vec::new(),
         failed: Vec::new(),
+        queued: Vec::new(),
     };
     for (index, points, kept, result) in outcomes {
         match result {
@@ -147,6 +161,11 @@ where
                 index,
                 points,
                 response,
+            }),
+            Ok(VectorResponse::Queued(queued)) => report.queued.push(QueuedChunk {
+                index,
+                points,
+                queued,
             }),
             Ok(other) => unreachable!(
                 "an upsert was answered with a {} response",

@@ -22,6 +22,7 @@
 
 mod by_ref;
 mod chunked;
+mod degraded;
 mod error;
 pub mod log;
 mod pool;
@@ -29,10 +30,13 @@ mod request;
 mod service;
 mod validate;
 
-pub use chunked::{ChunkOptions, ChunkSuccess, ChunkedUpsert, FailedChunk, upsert_chunked};
+pub use chunked::{
+    ChunkOptions, ChunkSuccess, ChunkedUpsert, FailedChunk, QueuedChunk, upsert_chunked,
+};
+pub use degraded::{Fallback, FallbackSource, Queued};
 pub use error::{INSUFFICIENT_STORAGE_HEADER, InvalidRequest, RETRY_AFTER_HEADER, VectorError};
 pub use pool::PoolStats;
-pub use request::{VectorOp, VectorRequest, VectorResponse};
+pub use request::{DecodeError, VectorOp, VectorRequest, VectorResponse};
 pub use service::{ConfigError, QdrantService, QdrantServiceBuilder, ResponseFuture};
 pub use validate::Limits;
 

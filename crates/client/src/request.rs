@@ -56,6 +56,7 @@ use tonic::client::Grpc;
 use tonic::transport::Channel;
 
 use crate::by_ref::{self, ByRef};
+use crate::degraded::{Fallback, Queued};
 use crate::service::CallOptions;
 
 /// Generates `VectorOp`, `VectorResponse` and everything per operation from one table.
@@ -100,6 +101,12 @@ macro_rules! vector_ops {
                 #[doc = concat!("Answer to [`VectorOp::", stringify!($variant), "`].")]
                 $variant($resp),
             )*
+            /// A write the write-behind queue accepted instead of sending it: on disk, not
+            /// yet applied (see [`Queued`]).
+            Queued(Queued),
+            /// An answer given in place of a failed call, marked with its source (see
+            /// [`Fallback`]).
+            Fallback(Box<Fallback>),
         }
 
         impl VectorRequest {
@@ -163,12 +170,20 @@ macro_rules! vector_ops {
         impl VectorResponse {
             /// The operation name of the request this answers.
             pub fn operation(&self) -> &'static str {
-                match self { $(VectorResponse::$variant(_) => $op,)* }
+                match self {
+                    $(VectorResponse::$variant(_) => $op,)*
+                    VectorResponse::Queued(queued) => queued.operation,
+                    VectorResponse::Fallback(fallback) => fallback.response.operation(),
+                }
             }
 
             /// The size of the answer's protobuf encoding, in bytes (what a cache weighs it by).
             pub fn encoded_len(&self) -> usize {
-                match self { $(VectorResponse::$variant(message) => prost::Message::encoded_len(message),)* }
+                match self {
+                    $(VectorResponse::$variant(message) => prost::Message::encoded_len(message),)*
+                    VectorResponse::Queued(_) => 0,
+                    VectorResponse::Fallback(fallback) => fallback.response.encoded_len(),
+                }
             }
         }
 
@@ -177,6 +192,26 @@ macro_rules! vector_ops {
             /// same bytes for equal messages.
             pub fn encode_to_vec(&self) -> Vec<u8> {
                 match self { $(VectorOp::$variant(message) => prost::Message::encode_to_vec(message),)* }
+            }
+
+            /// The message of operation `operation` (a name from
+            /// [`VectorRequest::OPERATIONS`]) from its protobuf encoding: the inverse of
+            /// [`encode_to_vec`](Self::encode_to_vec) (what the write-behind queue stores).
+            ///
+            /// ```
+            /// use qdrant_tower_client::VectorOp;
+            /// use qdrant_tower_client::qdrant::CountPointsBuilder;
+            /// let op = VectorOp::from(CountPointsBuilder::new("docs").build());
+            /// let back = VectorOp::decode(op.operation(), &op.encode_to_vec()).unwrap();
+            /// assert_eq!(back, op);
+            /// ```
+            pub fn decode(operation: &str, bytes: &[u8]) -> Result<VectorOp, DecodeError> {
+                match operation {
+                    $($op => <$req as prost::Message>::decode(bytes)
+                        .map(VectorOp::$variant)
+                        .map_err(|error| DecodeError(format!("a {} message: {error}", $op))),)*
+                    other => Err(DecodeError(format!("no operation is named {other:?}"))),
+                }
             }
         }
 
@@ -528,6 +563,10 @@ from_builders! {
     DeleteShardKeyRequestBuilder => DeleteShardKeyRequest,
     DeleteSnapshotRequestBuilder => DeleteSnapshotRequest,
 }
+/// A stored message that does not decode (see [`VectorOp::decode`]): what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot decode {0}")]
+pub struct DecodeError(String);
 
 /// One call to Qdrant: what to do ([`VectorOp`], qdrant-client's own message) and, optionally,
 /// by when the whole call must be over.

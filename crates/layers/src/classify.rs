@@ -24,6 +24,7 @@ use tokio::time::Instant;
 /// | `Unauthenticated`, `PermissionDenied` | no | no |
 /// | `CircuitOpen`, `Unhealthy` | no | no |
 /// | `Cancelled` | no | no |
+/// | `QueueFull` | no | no |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -58,11 +59,14 @@ pub enum ErrorKind {
     Unhealthy,
     /// The caller cancelled the call, or gave up on it.
     Cancelled,
+    /// The write-behind queue is full (its record or byte bound): the write was neither
+    /// sent nor queued.
+    QueueFull,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order (for tables, metrics and exhaustive tests).
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::Connect,
         ErrorKind::Timeout,
         ErrorKind::RateLimited,
@@ -77,6 +81,7 @@ impl ErrorKind {
         ErrorKind::CircuitOpen,
         ErrorKind::Unhealthy,
         ErrorKind::Cancelled,
+        ErrorKind::QueueFull,
     ];
 
     /// Whether trying the same request again may succeed.
@@ -123,6 +128,7 @@ impl ErrorKind {
             ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::Unhealthy => "unhealthy",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::QueueFull => "queue_full",
         }
     }
 }
@@ -299,6 +305,7 @@ mod tests {
             ErrorKind::Unhealthy,
             ErrorKind::Cancelled,
             ErrorKind::InsufficientStorage,
+            ErrorKind::QueueFull,
         ] {
             assert!(!kind.is_transient(), "{kind} must not be retried");
         }
