@@ -515,3 +515,104 @@ async fn one_queue_per_directory() {
         "{second}"
     );
 }
+
+/// The same degraded modes against the backend (the real Qdrant at `QDRANT_URL` in CI) with
+/// the outage made by the chaos proxy: a stale answer marked, writes queued while the proxy
+/// refuses connections, replayed when it accepts them again, and the write Qdrant itself
+/// rejects (a wrong dimension) dead-lettered.
+#[tokio::test]
+async fn stale_reads_queued_writes_and_dead_letters_against_the_backend_through_the_proxy() {
+    use qdrant_tower::qdrant::{CreateCollectionBuilder, Distance, VectorParamsBuilder};
+    use qdrant_tower_testkit::ChaosProxy;
+    use tower::ServiceExt;
+
+    let backend = crate::backend::Backend::start().await;
+    let name = backend.unique("degraded");
+    backend
+        .direct()
+        .oneshot(
+            CreateCollectionBuilder::new(&name)
+                .vectors_config(VectorParamsBuilder::new(2, Distance::Dot))
+                .into(),
+        )
+        .await
+        .expect("collection created");
+    struct Cleanup<'a>(&'a crate::backend::Backend, String);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            self.0.drop_collections(std::slice::from_ref(&self.1));
+        }
+    }
+    let _cleanup = Cleanup(&backend, name.clone());
+    let direct = qdrant_tower::Client::new(backend.direct());
+    direct
+        .upsert(UpsertPointsBuilder::new(&name, vec![point(1, 1)]).wait(true))
+        .await
+        .unwrap();
+    let proxy = ChaosProxy::start(backend.addr()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StackConfig::for_profile(Profile::Testing);
+    config.endpoints = vec![proxy.url()];
+    config.api_key = std::env::var("QDRANT_API_KEY")
+        .ok()
+        .filter(|key| !key.is_empty())
+        .map(qdrant_tower::config::Secret::new);
+    config.breaker.open_wait = Duration::from_millis(200);
+    config.cache.collections = vec![name.clone()];
+    config.cache.ttl = Duration::from_millis(100);
+    config.fallback.stale = true;
+    config.queue.collections = vec![name.clone()];
+    config.queue.dir = Some(dir.path().to_owned());
+    config.queue.replay_interval = Duration::from_millis(20);
+    let stack = QdrantStack::builder().config(config).build().unwrap();
+    let client = stack.client();
+
+    let search = || SearchPointsBuilder::new(&name, vec![1.0, 1.0], 10);
+    let fresh = client.search(search()).await.unwrap();
+    assert!(fresh.is_fresh());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+
+    // Qdrant unreachable.
+    proxy.refuse(true).await.unwrap();
+    proxy.reset_all().await;
+    let stale = client.search(search()).await.unwrap();
+    let mark = stale.fallback().expect("a stale answer, marked");
+    assert_eq!(mark.source, FallbackSource::Stale);
+    assert_eq!(stale.result, fresh.result);
+    let queued: Vec<u64> = {
+        let mut seqs = Vec::new();
+        for points in [
+            vec![point(3, 3)],
+            vec![PointStruct::new(4, vec![1.0, 2.0, 3.0], Payload::new())],
+            vec![point(5, 5)],
+        ] {
+            let written = client
+                .upsert(UpsertPointsBuilder::new(&name, points).wait(true))
+                .await
+                .unwrap();
+            seqs.push(written.queued().expect("queued while Qdrant is away").seq);
+        }
+        seqs
+    };
+
+    // Qdrant reachable again: replay, in order; the wrong one is dead-lettered.
+    proxy.refuse(false).await.unwrap();
+    let queue = stack.queue().unwrap();
+    assert!(
+        queue.drained(Duration::from_secs(30)).await,
+        "{:?}",
+        queue.stats()
+    );
+    let got = direct
+        .get(GetPointsBuilder::new(&name, vec![3.into(), 4.into(), 5.into()]).with_payload(true))
+        .await
+        .unwrap();
+    assert_eq!((payload_n(&got, 3), payload_n(&got, 5)), (Some(3), Some(5)));
+    assert_eq!(got.result.len(), 2, "not the rejected point 4");
+    let letters = queue.dead_letters().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(
+        (letters[0].seq, letters[0].kind.as_str()),
+        (queued[1], "invalid_request")
+    );
+}

@@ -20,5 +20,6 @@ mod faults;
 mod front_door;
 mod observe;
 mod pool;
+mod queue_kill;
 mod reload;
 mod stack;
