@@ -48,6 +48,7 @@ pub mod config;
 pub mod fallback;
 pub mod observe;
 pub mod queue;
+pub mod saga;
 mod stack;
 mod typed;
 

@@ -477,6 +477,30 @@ impl WriteBehindHandle {
         }
     }
 
+    /// Appends `request` (an idempotent point write, of any collection) to the queue without
+    /// sending it: for a repair that must not be lost (the [saga](crate::saga)'s
+    /// compensation when Qdrant refuses it). It replays in order with the rest; writes to a
+    /// collection the queue does not list are not held behind it.
+    pub async fn enqueue(&self, request: VectorRequest) -> Result<Queued, VectorError> {
+        if !queueable(request.op()) {
+            return Err(VectorError::new(
+                ErrorKind::InvalidRequest,
+                request.op().operation(),
+                "only point writes (upsert, delete, payload and vector updates, update batch) can be queued",
+            ));
+        }
+        request.validate(&self.shared.config.limits)?;
+        spawn_append(Arc::clone(&self.shared), request, None)
+            .await
+            .map_err(|join| {
+                VectorError::new(
+                    ErrorKind::Internal,
+                    "",
+                    format!("the write-behind queue's append did not finish: {join}"),
+                )
+            })?
+    }
+
     /// Asks replay to check for recovery now rather than at its next interval.
     pub fn wake(&self) {
         self.shared.wake.notify_one();

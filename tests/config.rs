@@ -422,3 +422,58 @@ fn secrets_stay_out_of_debug_dumps_and_errors() {
 fn toml_dump(config: &StackConfig) -> String {
     serde_json::to_string(config).unwrap()
 }
+
+#[test]
+fn the_degraded_modes_sections_from_the_environment_and_their_validation() {
+    let c = ConfigLoader::new()
+        .env_vars([
+            ("QDRANT_TOWER__CACHE__STALE_FOR", "5m"),
+            ("QDRANT_TOWER__FALLBACK__STALE", "true"),
+            ("QDRANT_TOWER__FALLBACK__ON", "circuit_open, unhealthy"),
+            ("QDRANT_TOWER__QUEUE__COLLECTIONS", "docs,products"),
+            ("QDRANT_TOWER__QUEUE__DIR", "/var/lib/app/queue"),
+            ("QDRANT_TOWER__QUEUE__MAX_RECORDS", "500"),
+            ("QDRANT_TOWER__QUEUE__MAX_BYTES", "1048576"),
+            ("QDRANT_TOWER__QUEUE__REPLAY_INTERVAL", "250ms"),
+        ])
+        .load()
+        .unwrap();
+    assert_eq!(c.cache.stale_for, Duration::from_secs(300));
+    assert!(c.fallback.stale);
+    assert_eq!(
+        c.fallback.kinds().unwrap(),
+        [
+            qdrant_tower::ErrorKind::CircuitOpen,
+            qdrant_tower::ErrorKind::Unhealthy
+        ]
+    );
+    assert_eq!(c.queue.collections, ["docs", "products"]);
+    assert_eq!(
+        c.queue.dir.as_deref(),
+        Some(std::path::Path::new("/var/lib/app/queue"))
+    );
+    assert_eq!(
+        (
+            c.queue.max_records,
+            c.queue.max_bytes,
+            c.queue.replay_interval
+        ),
+        (500, 1 << 20, Duration::from_millis(250))
+    );
+
+    let error = invalid("[queue]\ncollections = [\"docs\"]");
+    assert!(
+        error.contains("queue.dir (none) must be set when queue.collections lists collections"),
+        "{error}"
+    );
+    let error = invalid("[fallback]\non = [\"circuit_open\", \"sometimes\"]");
+    assert!(
+        error.contains("fallback.on (sometimes) is not an error kind (one of: connect,"),
+        "{error}"
+    );
+    let error = invalid("[queue]\nmax_records = 0");
+    assert!(
+        error.contains("queue.max_records (0) must be at least 1"),
+        "{error}"
+    );
+}

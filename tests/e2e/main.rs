@@ -22,4 +22,5 @@ mod observe;
 mod pool;
 mod queue_kill;
 mod reload;
+mod saga;
 mod stack;
