@@ -114,6 +114,7 @@ async fn a_failed_read_is_answered_stale_from_the_cache_marked_with_its_age() {
 
 #[tokio::test]
 async fn sources_are_tried_in_order_secondary_computed_static_and_writes_never_fall_back() {
+    let prometheus = qdrant_tower::observe::prometheus().unwrap();
     let primary = TestServer::start().await.unwrap();
     let secondary = TestServer::start().await.unwrap();
     let second = QdrantStack::builder()
@@ -183,6 +184,36 @@ async fn sources_are_tried_in_order_secondary_computed_static_and_writes_never_f
     stack.breaker().reset();
     let fresh = client.search(search(1.0)).await.unwrap();
     assert!(fresh.is_fresh());
+
+    // Counted (the recorder is the test binary's: at least ours).
+    let text = prometheus.render();
+    for (name, labels) in [
+        (
+            "qdrant_fallbacks_total",
+            vec!["source=\"secondary\"", "cause=\"circuit_open\""],
+        ),
+        (
+            "qdrant_fallbacks_total",
+            vec!["source=\"computed\"", "cause=\"circuit_open\""],
+        ),
+        (
+            "qdrant_fallbacks_total",
+            vec!["source=\"static\"", "cause=\"circuit_open\""],
+        ),
+        (
+            "qdrant_fallback_misses_total",
+            vec!["cause=\"circuit_open\""],
+        ),
+    ] {
+        let line = text
+            .lines()
+            .find(|line| {
+                line.starts_with(&format!("{name}{{")) && labels.iter().all(|l| line.contains(l))
+            })
+            .unwrap_or_else(|| panic!("{name} {labels:?} in\n{text}"));
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(value >= 1.0, "{line}");
+    }
 }
 
 fn queue_config(server: &TestServer, dir: &std::path::Path) -> StackConfig {
@@ -311,6 +342,7 @@ async fn writes_are_queued_while_qdrant_fails_and_replayed_in_order_when_it_is_b
 
 #[tokio::test]
 async fn a_full_queue_refuses_the_write_and_other_collections_are_not_queued() {
+    qdrant_tower::observe::prometheus().unwrap();
     let server = TestServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut config = queue_config(&server, dir.path());

@@ -173,18 +173,47 @@ async fn a_failed_step_undoes_the_write_new_points_deleted_old_ones_restored() {
 }
 
 #[tokio::test]
-async fn a_write_that_failed_after_applying_is_undone_and_the_step_not_run() {
+async fn a_failed_read_or_write_never_runs_the_step_and_an_applied_half_is_undone() {
     let server = TestServer::start().await.unwrap();
     let stack = stack(&server, None);
     let client = stack.client();
     collection_with_a_point(&client, "docs").await;
     let before = state(&client, &[1, 20]).await;
+    let ran = Arc::new(AtomicBool::new(false));
+
+    // The before-image cannot be read: nothing is written, the step does not run.
+    server.set_faults(
+        FaultRule::new(Fault::unavailable())
+            .rpc(Rpc::GetPoints)
+            .first(1),
+    );
+    let flag = Arc::clone(&ran);
+    let failed = Saga::new(client.clone())
+        .write(
+            UpsertPointsBuilder::new("docs", vec![point(20, "never")]),
+            || async move {
+                flag.store(true, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(())
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&failed, SagaError::Read(e) if e.kind() == ErrorKind::Unavailable),
+        "{failed:?}"
+    );
+    assert!(!ran.load(Ordering::SeqCst));
+    assert_eq!(
+        server.calls().count(Rpc::Upsert, "docs"),
+        1,
+        "only the setup's"
+    );
+
     server.set_faults(
         FaultRule::new(Fault::apply_then_unavailable())
             .rpc(Rpc::Upsert)
             .first(1),
     );
-    let ran = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&ran);
     let failed = Saga::new(client.clone())
         .write(
