@@ -49,6 +49,10 @@
 //! `qdrant_queue_corrupt_tails_total`) and not replayed; every acknowledged record is before
 //! it.
 //!
+//! A caller that gives up on a write while it is being appended (a dropped future) may not
+//! hear `Queued` though the write is queued and will apply — as a timed-out write may have
+//! applied. Writes are idempotent, so sending it again is safe.
+//!
 //! The queue is bounded by records and bytes; a write that would pass either bound fails with
 //! [`ErrorKind::QueueFull`] (neither sent nor queued).
 //!
@@ -58,9 +62,10 @@
 //! health gate) once the recovery signal says Qdrant is back (by default: always try; the
 //! ready stack's signal is "health check healthy and breaker not open"), checking again every
 //! [`QueueConfig::replay_interval`]. A record that fails with a transient kind stops the pass
-//! (it is tried again later, still first); a record Qdrant rejects for good (bad input, a
-//! missing collection…) goes to the dead-letter file `dead-letters.jsonl` with its error, and
-//! replay goes on. Consumed records are cut from the log every 64 records and at the end of a
+//! (it is tried again later, still first), as does one refused for a reason fixed outside the
+//! write (credentials, a full disk); a record Qdrant rejects for good (bad input, a missing
+//! collection…) goes to the dead-letter file `dead-letters.jsonl` with its error, and replay
+//! goes on. Consumed records are cut from the log every 64 records and at the end of a
 //! pass; a crash in between replays at most those again, which leaves Qdrant as it was
 //! (idempotent writes).
 //!
@@ -976,13 +981,15 @@ where
 }
 
 /// Whether a replayed write that failed with `kind` is tried again later (rather than
-/// dead-lettered): the backend's troubles and the layers' rejections.
+/// dead-lettered). Only Qdrant's verdicts on the write itself are final: bad input, a missing
+/// collection or point, an existing one. Everything else — the backend's troubles, the
+/// layers' rejections, credentials, a full disk — is fixed outside the write, so the write
+/// waits for it.
 fn retry_later(kind: ErrorKind) -> bool {
-    kind.is_transient()
-        || matches!(
-            kind,
-            ErrorKind::CircuitOpen | ErrorKind::Unhealthy | ErrorKind::Cancelled
-        )
+    !matches!(
+        kind,
+        ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::AlreadyExists
+    )
 }
 
 fn describe() {

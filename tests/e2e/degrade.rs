@@ -648,3 +648,48 @@ async fn stale_reads_queued_writes_and_dead_letters_against_the_backend_through_
         (queued[1], "invalid_request")
     );
 }
+
+#[tokio::test]
+async fn replay_waits_out_refusals_fixed_outside_the_write_rather_than_dead_lettering() {
+    let server = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stack = QdrantStack::builder()
+        .config(queue_config(&server, dir.path()))
+        .build()
+        .unwrap();
+    let client = stack.client();
+    collection_with_a_point(&client, "docs").await;
+    server.set_faults(FaultRule::new(Fault::unavailable()).writes());
+    client
+        .upsert(UpsertPointsBuilder::new("docs", vec![point(40, 1)]))
+        .await
+        .unwrap()
+        .queued()
+        .unwrap();
+    let queue = stack.queue().unwrap();
+    for (fault, kind) in [
+        (Fault::unauthenticated(), "unauthenticated"),
+        (Fault::insufficient_storage(), "insufficient_storage"),
+    ] {
+        server.set_faults(FaultRule::new(fault).writes());
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let stats = queue.stats();
+                if stats
+                    .waiting_on
+                    .as_deref()
+                    .is_some_and(|w| w.contains(kind))
+                {
+                    return stats;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("replay tried and waits");
+        assert_eq!((waited.records, waited.dead_letters), (1, 0), "{waited:?}");
+    }
+    server.clear_faults();
+    assert!(queue.drained(Duration::from_secs(10)).await);
+    assert_eq!(queue.stats().dead_letters, 0);
+}
