@@ -382,6 +382,8 @@ impl Control {
             ("cache", next.cache != current.cache),
             ("fallback", next.fallback != current.fallback),
             ("queue", next.queue != current.queue),
+            ("balance", next.balance != current.balance),
+            ("outlier", next.outlier != current.outlier),
             ("breaker.keyed", next.breaker.keyed != current.breaker.keyed),
             (
                 "idempotent_create",
@@ -408,8 +410,8 @@ pub struct Reloaded {
     /// `breaker` (thresholds and open wait), `health` (probe interval, timeout, thresholds).
     pub applied: Vec<&'static str>,
     /// Changed settings the running stack keeps until it is built again: `endpoints`,
-    /// `api_key`, `name`, `connections`, `metrics`, `cache`, `fallback`, `queue`, `admin` (a
-    /// router is built from it),
+    /// `api_key`, `name`, `connections`, `balance`, `outlier`, `metrics`, `cache`, `fallback`,
+    /// `queue`, `admin` (a router is built from it),
     /// `breaker.keyed`; `idempotent_create`
     /// applies to clients made after the reload.
     pub needs_restart: Vec<&'static str>,
@@ -885,6 +887,12 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
         let mut service = self.service;
         for endpoint in &config.endpoints {
             service = service.endpoint(endpoint.as_str());
+        }
+        if let Some(balance) = config.balance {
+            service = service.balance(balance.into());
+        }
+        if let Some(outlier) = &config.outlier {
+            service = service.outlier_detection(outlier.detection());
         }
         let qdrant = service
             .api_key(config.api_key.as_ref().map(|key| key.expose().to_owned()))

@@ -477,3 +477,50 @@ fn the_degraded_modes_sections_from_the_environment_and_their_validation() {
         "{error}"
     );
 }
+
+#[test]
+fn balance_and_outlier_detection_from_a_file_and_the_environment() {
+    use qdrant_tower::config::BalanceSetting;
+    let f =
+        file("balance = \"p2c\"\n[outlier]\nconsecutive_failures = 3\nbase_ejection = \"2s\"\n");
+    let c = ConfigLoader::new()
+        .file(f.path())
+        .env_vars([("QDRANT_TOWER__OUTLIER__MAX_EJECTED_SHARE", "0.3")])
+        .load()
+        .unwrap();
+    assert_eq!(c.balance, Some(BalanceSetting::P2c));
+    let outlier = c.outlier.clone().unwrap();
+    assert_eq!(
+        (
+            outlier.consecutive_failures,
+            outlier.base_ejection,
+            outlier.max_ejected_share
+        ),
+        (3, Duration::from_secs(2), 0.3)
+    );
+    assert_eq!(
+        outlier.max_ejection,
+        Duration::from_secs(300),
+        "the rest defaulted"
+    );
+    let detection = outlier.detection();
+    assert_eq!(detection.consecutive_failures, 3);
+    // Without the keys, the service's own defaults (or `configure_service`) hold.
+    let plain = ConfigLoader::new().load().unwrap();
+    assert_eq!((plain.balance, plain.outlier), (None, None));
+
+    for (toml, message) in [
+        (
+            "[outlier]\nmax_ejected_share = 1.5",
+            "outlier.max_ejected_share (1.5) must be within 0 and 1",
+        ),
+        (
+            "[outlier]\nbase_ejection = \"10s\"\nmax_ejection = \"5s\"",
+            "outlier.max_ejection (5s) must be ≥ outlier.base_ejection (10s)",
+        ),
+        ("balance = \"random\"", "balance"),
+    ] {
+        let error = invalid(toml);
+        assert!(error.contains(message), "{toml}: {error}");
+    }
+}

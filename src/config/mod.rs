@@ -67,6 +67,11 @@
 //! | `queue.dir` | `QDRANT_TOWER__QUEUE__DIR` | none (required with collections) |
 //! | `queue.max_records`, `queue.max_bytes` | `QDRANT_TOWER__QUEUE__MAX_RECORDS`, … | 100 000, 1 GiB |
 //! | `queue.replay_interval` | `QDRANT_TOWER__QUEUE__REPLAY_INTERVAL` | `1s` |
+//! | `balance` | `QDRANT_TOWER__BALANCE` | `round_robin` (or `p2c`: power of two choices by calls in flight) |
+//! | `outlier.consecutive_failures` | `QDRANT_TOWER__OUTLIER__CONSECUTIVE_FAILURES` | 5 failures in a row eject an endpoint (0: off) |
+//! | `outlier.base_ejection`, `outlier.max_ejection` | `QDRANT_TOWER__OUTLIER__BASE_EJECTION`, … | `30s` × times ejected, at most `5m` |
+//! | `outlier.max_ejected_share` | `QDRANT_TOWER__OUTLIER__MAX_EJECTED_SHARE` | 0.5 (at least one of two or more) |
+//! | `outlier.interval`, `outlier.minimum_hosts`, `outlier.request_volume`, `outlier.stdev_factor` | `QDRANT_TOWER__OUTLIER__INTERVAL`, … | `10s`, 5, 50, 1.9: success-rate outliers (see `qdrant_tower::client::endpoints` for small clusters) |
 //! | `metrics.collection_labels` | `QDRANT_TOWER__METRICS__COLLECTION_LABELS` | 0: no `collection` label (else the first N collections, then `_other`) |
 //!
 //! `<kind>` is `connect`, `timeout`, `rate_limited`, `unavailable` or `internal`. Durations
@@ -144,6 +149,87 @@ pub struct StackConfig {
     pub fallback: FallbackSettings,
     /// The durable write-behind queue.
     pub queue: QueueSettings,
+    /// How calls are spread over several endpoints (`None`: the service's default,
+    /// round-robin, or what `configure_service` set).
+    pub balance: Option<BalanceSetting>,
+    /// Outlier detection over several endpoints (`None`: the service's default, or what
+    /// `configure_service` set).
+    pub outlier: Option<OutlierSettings>,
+}
+
+/// How calls are spread over several endpoints (see `qdrant_tower::client::endpoints`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BalanceSetting {
+    /// In turn.
+    RoundRobin,
+    /// Power of two choices by calls in flight.
+    P2c,
+}
+
+impl From<BalanceSetting> for qdrant_tower_client::Balance {
+    fn from(setting: BalanceSetting) -> Self {
+        match setting {
+            BalanceSetting::RoundRobin => qdrant_tower_client::Balance::RoundRobin,
+            BalanceSetting::P2c => qdrant_tower_client::Balance::PowerOfTwoChoices,
+        }
+    }
+}
+
+/// Outlier detection per endpoint (see `qdrant_tower::client::endpoints`); keys left out keep
+/// their defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct OutlierSettings {
+    /// Failures in a row that eject an endpoint (0: off).
+    pub consecutive_failures: u32,
+    /// The first ejection's length (each further one is longer by as much).
+    #[serde(with = "humantime_serde")]
+    pub base_ejection: Duration,
+    /// The longest ejection.
+    #[serde(with = "humantime_serde")]
+    pub max_ejection: Duration,
+    /// The largest share of endpoints out at once.
+    pub max_ejected_share: f64,
+    /// How often success rates are compared.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Endpoints with enough calls needed to compare success rates (0: off).
+    pub minimum_hosts: usize,
+    /// Calls in an interval for an endpoint's success rate to count.
+    pub request_volume: u64,
+    /// Standard deviations below the mean that make an outlier.
+    pub stdev_factor: f64,
+}
+
+impl Default for OutlierSettings {
+    fn default() -> Self {
+        let d = qdrant_tower_client::OutlierDetection::default();
+        OutlierSettings {
+            consecutive_failures: d.consecutive_failures,
+            base_ejection: d.base_ejection,
+            max_ejection: d.max_ejection,
+            max_ejected_share: d.max_ejected_share,
+            interval: d.interval,
+            minimum_hosts: d.minimum_hosts,
+            request_volume: d.request_volume,
+            stdev_factor: d.stdev_factor,
+        }
+    }
+}
+
+impl OutlierSettings {
+    /// As the service's setting.
+    pub fn detection(&self) -> qdrant_tower_client::OutlierDetection {
+        qdrant_tower_client::OutlierDetection::default()
+            .with_consecutive_failures(self.consecutive_failures)
+            .with_ejection(self.base_ejection, self.max_ejection)
+            .with_max_ejected_share(self.max_ejected_share)
+            .with_success_rate(self.interval, self.minimum_hosts, self.request_volume)
+            .with_stdev_factor(self.stdev_factor)
+    }
 }
 
 /// Fallbacks for failed reads (see [`fallback`](crate::fallback)); static, computed and
@@ -526,6 +612,8 @@ impl StackConfig {
             cache: CacheSettings::default(),
             fallback: FallbackSettings::default(),
             queue: QueueSettings::default(),
+            balance: None,
+            outlier: None,
         }
     }
 
@@ -695,6 +783,40 @@ impl StackConfig {
             }
         }
         self.fallback.kinds()?;
+        if let Some(outlier) = &self.outlier {
+            if !(0.0..=1.0).contains(&outlier.max_ejected_share) {
+                return bad(
+                    "outlier.max_ejected_share",
+                    outlier.max_ejected_share.to_string(),
+                    "must be within 0 and 1".into(),
+                );
+            }
+            for (field, value) in [
+                ("outlier.base_ejection", outlier.base_ejection),
+                ("outlier.interval", outlier.interval),
+            ] {
+                if value.is_zero() {
+                    return bad(field, "0s".into(), "must be greater than zero".into());
+                }
+            }
+            if outlier.max_ejection < outlier.base_ejection {
+                return bad(
+                    "outlier.max_ejection",
+                    secs(outlier.max_ejection),
+                    format!(
+                        "must be ≥ outlier.base_ejection ({})",
+                        secs(outlier.base_ejection)
+                    ),
+                );
+            }
+            if !(outlier.stdev_factor.is_finite() && outlier.stdev_factor >= 0.0) {
+                return bad(
+                    "outlier.stdev_factor",
+                    outlier.stdev_factor.to_string(),
+                    "must be a finite, non-negative number".into(),
+                );
+            }
+        }
         let q = &self.queue;
         if !q.collections.is_empty() && q.dir.is_none() {
             return bad(

@@ -16,6 +16,7 @@ mod capture;
 mod chaos;
 mod cluster;
 mod degrade;
+mod endpoints;
 mod faults;
 mod front_door;
 mod observe;

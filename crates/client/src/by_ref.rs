@@ -21,13 +21,13 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::{GrpcMethod, Status};
 
-use crate::request::VectorOp;
+use crate::request::{SharedOp, VectorOp};
 use crate::service::CallOptions;
 
 /// A message of type `M`, encoded from the shared operation that holds it.
 pub(crate) struct ByRef<M> {
     /// The operation, shared with every other copy of the request.
-    pub(crate) op: Arc<VectorOp>,
+    pub(crate) op: Arc<SharedOp>,
     /// Where `M` is in `op`.
     pub(crate) message: fn(&VectorOp) -> &M,
     /// Sent after the message: an `M` holding only the bounded server-side timeout.
@@ -38,7 +38,7 @@ impl<M: Message> ByRef<M> {
     /// The message, then the patch: what goes on the wire.
     pub(crate) fn encode(&self, buf: &mut impl prost::bytes::BufMut) {
         // Encoding into a growable buffer cannot run out of space.
-        let message = (self.message)(&self.op);
+        let message = (self.message)(&self.op.op);
         message
             .encode(buf)
             .expect("Message only errors if not enough space");
@@ -150,7 +150,7 @@ mod tests {
         .wait(true)
         .timeout(60)
         .build();
-        let op = Arc::new(VectorOp::Upsert(message.clone()));
+        let op = crate::VectorRequest::new(VectorOp::Upsert(message.clone())).into_shared();
         let encode = |patch| {
             let mut bytes = Vec::new();
             ByRef {

@@ -23,6 +23,7 @@
 mod by_ref;
 mod chunked;
 mod degraded;
+pub mod endpoints;
 mod error;
 pub mod log;
 mod pool;
@@ -34,6 +35,7 @@ pub use chunked::{
     ChunkOptions, ChunkSuccess, ChunkedUpsert, FailedChunk, QueuedChunk, upsert_chunked,
 };
 pub use degraded::{Fallback, FallbackSource, Queued};
+pub use endpoints::{Balance, OutlierDetection};
 pub use error::{INSUFFICIENT_STORAGE_HEADER, InvalidRequest, RETRY_AFTER_HEADER, VectorError};
 pub use pool::PoolStats;
 pub use request::{DecodeError, VectorOp, VectorRequest, VectorResponse};

@@ -27,6 +27,8 @@ pub(crate) struct PoolSettings {
 
 /// One endpoint's connections.
 pub(crate) struct EndpointPool {
+    /// Its position among the service's endpoints.
+    pub(crate) index: usize,
     url: String,
     endpoint: Endpoint,
     settings: PoolSettings,
@@ -62,6 +64,7 @@ impl EndpointPool {
     /// `channels` opens the first ones (`min` or more, eagerly connected by
     /// `QdrantServiceBuilder::connect`); the other slots get lazy channels.
     pub(crate) fn new(
+        index: usize,
         url: String,
         endpoint: Endpoint,
         settings: PoolSettings,
@@ -83,6 +86,7 @@ impl EndpointPool {
         let replaced_total =
             metrics::counter!("qdrant_connections_replaced_total", "endpoint" => url.clone());
         Arc::new(EndpointPool {
+            index,
             url,
             endpoint,
             settings,
@@ -166,6 +170,15 @@ impl EndpointPool {
         true
     }
 
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Calls in flight on the endpoint (its load, for power-of-two-choices).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn stats(&self) -> PoolStats {
         PoolStats {
             endpoint: self.url.clone(),
@@ -176,6 +189,8 @@ impl EndpointPool {
             grown: self.grown.load(Ordering::Relaxed),
             shrunk: self.shrunk.load(Ordering::Relaxed),
             replaced: self.replaced.load(Ordering::Relaxed),
+            ejected: false,
+            ejections: 0,
         }
     }
 }
@@ -189,6 +204,11 @@ impl InFlight {
     /// The call failed to connect: give its slot a new channel.
     pub(crate) fn connection_failed(&self) {
         self.pool.replace(self.slot);
+    }
+
+    /// The endpoint the call went to.
+    pub(crate) fn pool(&self) -> &EndpointPool {
+        &self.pool
     }
 }
 
@@ -247,4 +267,8 @@ pub struct PoolStats {
     pub shrunk: u64,
     /// How many failed connections were replaced.
     pub replaced: u64,
+    /// Whether outlier detection keeps the endpoint out of rotation now.
+    pub ejected: bool,
+    /// How many times outlier detection ejected it.
+    pub ejections: u64,
 }

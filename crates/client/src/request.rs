@@ -24,6 +24,7 @@
 //!   moves shards: not idempotent.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use qdrant_client::qdrant::{
@@ -281,7 +282,7 @@ macro_rules! vector_ops {
 pub(crate) async fn dispatch(
     channel: Channel,
     options: &CallOptions,
-    op: Arc<VectorOp>,
+    op: Arc<SharedOp>,
     timeout: Option<Duration>,
     server_timeout: Option<Duration>,
 ) -> Result<VectorResponse, tonic::Status> {
@@ -295,7 +296,7 @@ pub(crate) async fn dispatch(
             }
             let patch = server_timeout.map(|limit| {
                 let mut patch = <$message>::default();
-                patch.timeout = Some(bound_seconds(message(&op).timeout, limit));
+                patch.timeout = Some(bound_seconds(message(&op.op).timeout, limit));
                 patch
             });
             let item = ByRef { op, message, patch };
@@ -309,14 +310,14 @@ pub(crate) async fn dispatch(
                 .map(VectorResponse::$variant)
         }};
     }
-    match *op {
+    match op.op {
         VectorOp::Upsert(_) => by_reference!(Upsert(UpsertPoints), "Upsert"),
         VectorOp::UpdateVectors(_) => {
             by_reference!(UpdateVectors(UpdatePointVectors), "UpdateVectors")
         }
         VectorOp::UpdateBatch(_) => by_reference!(UpdateBatch(UpdateBatchPoints), "UpdateBatch"),
         _ => {
-            let mut op = Arc::unwrap_or_clone(op);
+            let mut op = Arc::unwrap_or_clone(op).op;
             if let Some(limit) = server_timeout {
                 op.bound_server_timeout(limit);
             }
@@ -618,16 +619,49 @@ pub struct DecodeError(String);
 /// [`ErrorKind::Timeout`]: qdrant_tower_layers::ErrorKind::Timeout
 #[derive(Debug, Clone, PartialEq)]
 pub struct VectorRequest {
-    op: Arc<VectorOp>,
+    op: Arc<SharedOp>,
     deadline: Option<Instant>,
     retry_safe: bool,
+}
+
+/// The operation every clone of a request shares, and the endpoints its attempts went to (so
+/// that a retry of a read fails over to another endpoint). One allocation, as the operation
+/// alone took.
+pub(crate) struct SharedOp {
+    pub(crate) op: VectorOp,
+    /// Endpoints (by index; the first 64) an attempt of this request was sent to.
+    pub(crate) tried: AtomicU64,
+}
+
+impl Clone for SharedOp {
+    fn clone(&self) -> Self {
+        SharedOp {
+            op: self.op.clone(),
+            tried: AtomicU64::new(self.tried.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl PartialEq for SharedOp {
+    fn eq(&self, other: &Self) -> bool {
+        self.op == other.op
+    }
+}
+
+impl std::fmt::Debug for SharedOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.op.fmt(f)
+    }
 }
 
 impl VectorRequest {
     /// A request for `op`, without a deadline.
     pub fn new(op: VectorOp) -> Self {
         VectorRequest {
-            op: Arc::new(op),
+            op: Arc::new(SharedOp {
+                op,
+                tried: AtomicU64::new(0),
+            }),
             deadline: None,
             retry_safe: false,
         }
@@ -655,23 +689,23 @@ impl VectorRequest {
 
     /// What the request does.
     pub fn op(&self) -> &VectorOp {
-        &self.op
+        &self.op.op
     }
 
     /// What the request does, to change it. The operation is copied first if a clone of this
     /// request shares it (clones never see each other's changes).
     pub fn op_mut(&mut self) -> &mut VectorOp {
-        Arc::make_mut(&mut self.op)
+        &mut Arc::make_mut(&mut self.op).op
     }
 
     /// The operation, without the deadline; copied only if a clone of this request still
     /// shares it.
     pub fn into_op(self) -> VectorOp {
-        Arc::unwrap_or_clone(self.op)
+        Arc::unwrap_or_clone(self.op).op
     }
 
     /// The operation as shared by every clone of the request.
-    pub(crate) fn into_shared(self) -> Arc<VectorOp> {
+    pub(crate) fn into_shared(self) -> Arc<SharedOp> {
         self.op
     }
 
@@ -713,19 +747,19 @@ impl From<VectorOp> for VectorRequest {
 
 impl RequestInfo for VectorRequest {
     fn operation(&self) -> &'static str {
-        self.op.operation()
+        self.op.op.operation()
     }
 
     fn collection(&self) -> Option<&str> {
-        self.op.collection()
+        self.op.op.collection()
     }
 
     fn is_idempotent(&self) -> bool {
-        self.retry_safe || self.op.is_idempotent()
+        self.retry_safe || self.op.op.is_idempotent()
     }
 
     fn is_read(&self) -> bool {
-        self.op.is_read()
+        self.op.op.is_read()
     }
 
     fn deadline(&self) -> Option<Instant> {

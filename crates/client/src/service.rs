@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{ClientTlsConfig, Endpoint};
 use tower_service::Service;
 
+use crate::endpoints::{Balance, OutlierDetection, Router};
 use crate::error::VectorError;
 use crate::pool::{EndpointPool, InFlight, Picked, PoolSettings, PoolStats};
 use crate::request::{VectorRequest, VectorResponse, dispatch};
@@ -105,15 +106,33 @@ pub struct QdrantService {
 
 struct Shared {
     pools: Box<[Arc<EndpointPool>]>,
-    next: AtomicUsize,
+    router: Router,
     options: CallOptions,
     limits: Limits,
 }
 
 impl Shared {
-    fn pick(&self) -> Picked {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.pools.len();
+    /// Counts the outcome of an attempt on its endpoint, for outlier detection.
+    fn record(&self, in_flight: &InFlight, outcome: Option<ErrorKind>) {
+        if self.pools.len() > 1 {
+            let pool = in_flight.pool();
+            self.router.record(pool.index, pool.url(), outcome);
+        }
+    }
+
+    /// A channel on the endpoint for an attempt that already went to those in `tried`.
+    fn pick(&self, tried: u64) -> Picked {
+        let index = self.router.pick(tried, |i| self.pools[i].in_flight());
         self.pools[index].pick()
+    }
+
+    /// Whether `picked` (reserved by `poll_ready`) suits an attempt that already went to
+    /// those in `tried`.
+    fn suits(&self, picked: &Picked, tried: u64) -> bool {
+        let index = picked.pool.index;
+        self.pools.len() == 1
+            || ((index >= 64 || tried & (1 << index) == 0)
+                && !self.router.is_ejected(index, Instant::now()))
     }
 }
 
@@ -154,7 +173,17 @@ impl QdrantService {
     /// # Ok(()) }
     /// ```
     pub fn pool_stats(&self) -> Vec<PoolStats> {
-        self.shared.pools.iter().map(|pool| pool.stats()).collect()
+        let now = Instant::now();
+        self.shared
+            .pools
+            .iter()
+            .map(|pool| {
+                let mut stats = pool.stats();
+                stats.ejected = self.shared.router.is_ejected(pool.index, now);
+                stats.ejections = self.shared.router.health[pool.index].ejections();
+                stats
+            })
+            .collect()
     }
 
     /// Starts a [`HealthCheck`] whose probe is Qdrant's gRPC health-check RPC
@@ -223,7 +252,7 @@ impl Service<VectorRequest> for QdrantService {
     type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        let picked = self.ready.get_or_insert_with(|| self.shared.pick());
+        let picked = self.ready.get_or_insert_with(|| self.shared.pick(0));
         let (pool, slot) = (Arc::clone(&picked.pool), picked.slot);
         Service::<http::Request<tonic::body::Body>>::poll_ready(&mut picked.channel, cx).map_err(
             |error| {
@@ -270,7 +299,15 @@ impl Service<VectorRequest> for QdrantService {
         let server_timeout = request.deadline().and(limit);
         let collection = request.collection().map(str::to_owned);
         let op = request.into_shared();
-        let picked = self.ready.take().unwrap_or_else(|| self.shared.pick());
+        let tried = op.tried.load(Ordering::Acquire);
+        let picked = match self.ready.take() {
+            Some(ready) if self.shared.suits(&ready, tried) => ready,
+            _ => self.shared.pick(tried),
+        };
+        let index = picked.pool.index;
+        if index < 64 {
+            op.tried.fetch_or(1 << index, Ordering::AcqRel);
+        }
         let channel = picked.channel;
         let in_flight = InFlight::start(picked.pool, picked.slot);
         let shared = Arc::clone(&self.shared);
@@ -290,6 +327,7 @@ impl Service<VectorRequest> for QdrantService {
                         } else {
                             format!("no complete answer within the request timeout of {limit:?}")
                         };
+                        shared.record(&in_flight, Some(ErrorKind::Timeout));
                         return Err(VectorError::new(ErrorKind::Timeout, operation, message)
                             .with_collection(collection.as_deref())
                             .with_source(elapsed));
@@ -297,13 +335,15 @@ impl Service<VectorRequest> for QdrantService {
                 },
                 None => call.await,
             };
-            outcome.map_err(|status| {
+            let outcome = outcome.map_err(|status| {
                 let error = VectorError::from_status(status, operation, collection.as_deref());
                 if error.kind() == ErrorKind::Connect {
                     in_flight.connection_failed();
                 }
                 at_the_limit(error, limit.map(|limit| now + limit), Instant::now())
-            })
+            });
+            shared.record(&in_flight, outcome.as_ref().err().map(VectorError::kind));
+            outcome
         }))
     }
 }
@@ -468,6 +508,8 @@ pub struct QdrantServiceBuilder {
     headers: Vec<(String, String)>,
     max_message_size: usize,
     limits: Limits,
+    balance: Balance,
+    outlier: OutlierDetection,
 }
 
 impl Default for QdrantServiceBuilder {
@@ -487,6 +529,8 @@ impl Default for QdrantServiceBuilder {
             headers: Vec::new(),
             max_message_size: 64 * 1024 * 1024,
             limits: Limits::default(),
+            balance: Balance::default(),
+            outlier: OutlierDetection::default(),
         }
     }
 }
@@ -515,11 +559,28 @@ impl fmt::Debug for QdrantServiceBuilder {
             .field("compression", &self.compression)
             .field("max_message_size", &self.max_message_size)
             .field("limits", &self.limits)
+            .field("balance", &self.balance)
+            .field("outlier", &self.outlier)
             .finish()
     }
 }
 
 impl QdrantServiceBuilder {
+    /// How calls are spread over several endpoints (default round-robin); see
+    /// [`endpoints`](crate::endpoints).
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.balance = balance;
+        self
+    }
+
+    /// Outlier detection over several endpoints (default on: 5 failures in a row eject an
+    /// endpoint for 30 s, growing; at most half out at once); see
+    /// [`endpoints`](crate::endpoints).
+    pub fn outlier_detection(mut self, outlier: OutlierDetection) -> Self {
+        self.outlier = outlier;
+        self
+    }
+
     /// Adds an endpoint, such as `http://localhost:6334` (Qdrant's gRPC port) or an `https://`
     /// URL (TLS with the system's roots unless [`tls`](Self::tls) is set). Calls spread over
     /// all endpoints round-robin. At least one is required.
@@ -633,25 +694,30 @@ impl QdrantServiceBuilder {
     ///
     /// Must be called within a Tokio runtime (tonic spawns each channel's worker).
     pub fn build(self) -> Result<QdrantService, ConfigError> {
+        let routing = (self.balance, self.outlier);
         let (endpoints, settings, options, limits) = self.prepare()?;
         let pools = endpoints
             .into_iter()
-            .map(|(url, endpoint)| EndpointPool::new(url, endpoint, settings, Vec::new()))
+            .enumerate()
+            .map(|(index, (url, endpoint))| {
+                EndpointPool::new(index, url, endpoint, settings, Vec::new())
+            })
             .collect();
-        Ok(QdrantService::new(pools, options, limits))
+        Ok(QdrantService::new(pools, options, limits, routing))
     }
 
     /// Builds the service and opens every connection first, failing with a
     /// [`ErrorKind::Connect`] error naming the endpoint if one cannot be reached within the
     /// connect timeout.
     pub async fn connect(self) -> Result<QdrantService, VectorError> {
+        let routing = (self.balance, self.outlier);
         let (endpoints, settings, options, limits) = self.prepare().map_err(|error| {
             VectorError::new(ErrorKind::InvalidRequest, "connect", error.to_string())
                 .with_source(error)
                 .with_maybe_sent(false)
         })?;
         let mut pools = Vec::with_capacity(endpoints.len());
-        for (url, endpoint) in endpoints {
+        for (index, (url, endpoint)) in endpoints.into_iter().enumerate() {
             let mut channels = Vec::with_capacity(settings.max);
             for _ in 0..settings.min {
                 let channel = endpoint.connect().await.map_err(|error| {
@@ -662,9 +728,9 @@ impl QdrantServiceBuilder {
                 })?;
                 channels.push(channel);
             }
-            pools.push(EndpointPool::new(url, endpoint, settings, channels));
+            pools.push(EndpointPool::new(index, url, endpoint, settings, channels));
         }
-        Ok(QdrantService::new(pools, options, limits))
+        Ok(QdrantService::new(pools, options, limits, routing))
     }
 
     #[allow(clippy::type_complexity)]
@@ -693,6 +759,9 @@ impl QdrantServiceBuilder {
         if self.grow_at == 0 {
             return Err(ConfigError::new("grow_at", "must be at least 1 call"));
         }
+        self.outlier
+            .validate()
+            .map_err(|reason| ConfigError::new("outlier_detection", reason))?;
         if self.idle_timeout.is_zero() {
             return Err(ConfigError::new(
                 "idle_timeout",
@@ -771,18 +840,47 @@ impl QdrantServiceBuilder {
 }
 
 impl QdrantService {
-    fn new(pools: Vec<Arc<EndpointPool>>, options: CallOptions, limits: Limits) -> Self {
+    fn new(
+        pools: Vec<Arc<EndpointPool>>,
+        options: CallOptions,
+        limits: Limits,
+        (balance, outlier): (Balance, OutlierDetection),
+    ) -> Self {
         crate::pool::spawn_reaper(&pools);
+        let urls: Vec<&str> = pools.iter().map(|pool| pool.url()).collect();
+        let router = Router::new(balance, outlier, &urls);
+        let shared = Arc::new(Shared {
+            pools: pools.into_boxed_slice(),
+            router,
+            options,
+            limits,
+        });
+        if shared.pools.len() > 1 {
+            spawn_sweeper(Arc::downgrade(&shared));
+        }
         QdrantService {
-            shared: Arc::new(Shared {
-                pools: pools.into_boxed_slice(),
-                next: AtomicUsize::new(0),
-                options,
-                limits,
-            }),
+            shared,
             ready: None,
         }
     }
+}
+
+/// Ends each outlier-detection interval (success-rate outliers, decay) while the service
+/// lives.
+fn spawn_sweeper(shared: std::sync::Weak<Shared>) {
+    tokio::spawn(async move {
+        loop {
+            let Some(interval) = shared.upgrade().map(|s| s.router.outlier.interval) else {
+                return;
+            };
+            tokio::time::sleep(interval).await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let urls: Vec<&str> = shared.pools.iter().map(|pool| pool.url()).collect();
+            shared.router.sweep(&urls, Instant::now());
+        }
+    });
 }
 
 /// A builder setting that cannot work, naming the setting.
