@@ -20,6 +20,7 @@ use qdrant_tower_layers::breaker::{
 use qdrant_tower_layers::health::{
     HealthCheck, HealthConfig, HealthGate, HealthGateLayer, HealthStatus,
 };
+use qdrant_tower_layers::hedge::{Hedge, HedgeLayer};
 use qdrant_tower_layers::retry::{Retry, RetryLayer, RetryPolicy};
 use qdrant_tower_layers::{
     AttemptTimeout, AttemptTimeoutLayer, Classify, ConfigError as LayerConfigError, Deadline,
@@ -182,7 +183,9 @@ impl fmt::Display for Profile {
 pub type StackService<Inner = QdrantService> = Observe<
     FallbackService<
         Cache<
-            WriteBehind<Deadline<Retry<HealthGate<StackBreaker<Observe<AttemptTimeout<Inner>>>>>>>,
+            WriteBehind<
+                Deadline<Retry<Hedge<HealthGate<StackBreaker<Observe<AttemptTimeout<Inner>>>>>>>,
+            >,
         >,
     >,
 >;
@@ -384,6 +387,7 @@ impl Control {
             ("queue", next.queue != current.queue),
             ("balance", next.balance != current.balance),
             ("outlier", next.outlier != current.outlier),
+            ("hedge", next.hedge != current.hedge),
             ("breaker.keyed", next.breaker.keyed != current.breaker.keyed),
             (
                 "idempotent_create",
@@ -410,7 +414,7 @@ pub struct Reloaded {
     /// `breaker` (thresholds and open wait), `health` (probe interval, timeout, thresholds).
     pub applied: Vec<&'static str>,
     /// Changed settings the running stack keeps until it is built again: `endpoints`,
-    /// `api_key`, `name`, `connections`, `balance`, `outlier`, `metrics`, `cache`, `fallback`,
+    /// `api_key`, `name`, `connections`, `balance`, `outlier`, `hedge`, `metrics`, `cache`, `fallback`,
     /// `queue`, `admin` (a router is built from it),
     /// `breaker.keyed`; `idempotent_create`
     /// applies to clients made after the reload.
@@ -946,7 +950,11 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
                 .max_bytes(config.cache.max_bytes)
                 .stale_for(config.cache.stale_for),
         );
-        let below = DeadlineLayer::shared(deadline.clone()).layer(retry.layer(gated));
+        let hedge = match config.hedge.hedge_config()? {
+            Some(hedge) => HedgeLayer::new(hedge),
+            None => HedgeLayer::none(),
+        };
+        let below = DeadlineLayer::shared(deadline.clone()).layer(retry.layer(hedge.layer(gated)));
         let (queued, queue) = if config.queue.collections.is_empty() {
             (WriteBehind::none(below), None)
         } else {

@@ -524,3 +524,44 @@ fn balance_and_outlier_detection_from_a_file_and_the_environment() {
         assert!(error.contains(message), "{toml}: {error}");
     }
 }
+
+#[test]
+fn hedging_is_for_reads_named_by_operation() {
+    let c = ConfigLoader::new()
+        .env_vars([
+            ("QDRANT_TOWER__HEDGE__OPERATIONS", "search, query"),
+            ("QDRANT_TOWER__HEDGE__DELAY", "40ms"),
+        ])
+        .load()
+        .unwrap();
+    assert_eq!(c.hedge.operations, ["search", "query"]);
+    assert_eq!(c.hedge.delay, Some(Duration::from_millis(40)));
+    assert!(c.hedge.hedge_config().unwrap().is_some());
+    assert!(
+        ConfigLoader::new()
+            .load()
+            .unwrap()
+            .hedge
+            .hedge_config()
+            .unwrap()
+            .is_none(),
+        "off unless listed"
+    );
+    for (toml, message) in [
+        (
+            "[hedge]\noperations = [\"upsert\"]",
+            "hedge.operations (upsert) is not a read",
+        ),
+        (
+            "[hedge]\noperations = [\"serach\"]",
+            "hedge.operations (serach) is not an operation name",
+        ),
+        (
+            "[hedge]\noperations = [\"search\"]\npercentile = 1.5",
+            "hedge.percentile (1.5) must be within 0 and 1",
+        ),
+    ] {
+        let error = invalid(toml);
+        assert!(error.contains(message), "{toml}: {error}");
+    }
+}

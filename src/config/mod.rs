@@ -67,6 +67,9 @@
 //! | `queue.dir` | `QDRANT_TOWER__QUEUE__DIR` | none (required with collections) |
 //! | `queue.max_records`, `queue.max_bytes` | `QDRANT_TOWER__QUEUE__MAX_RECORDS`, … | 100 000, 1 GiB |
 //! | `queue.replay_interval` | `QDRANT_TOWER__QUEUE__REPLAY_INTERVAL` | `1s` |
+//! | `hedge.operations` | `QDRANT_TOWER__HEDGE__OPERATIONS` (comma-separated) | none: no hedging (reads only: `search`, `query`, `get`…) |
+//! | `hedge.delay` or `hedge.percentile` | `QDRANT_TOWER__HEDGE__DELAY`, `…__PERCENTILE` | none, 0.95 (after `min_samples` 100 calls, at least `floor` 1ms) |
+//! | `hedge.budget_percent`, `hedge.budget_per_second` | `QDRANT_TOWER__HEDGE__BUDGET_PERCENT`, … | 0.1, 1: hedges ≤ 10 % of calls + 1/s |
 //! | `balance` | `QDRANT_TOWER__BALANCE` | `round_robin` (or `p2c`: power of two choices by calls in flight) |
 //! | `outlier.consecutive_failures` | `QDRANT_TOWER__OUTLIER__CONSECUTIVE_FAILURES` | 5 failures in a row eject an endpoint (0: off) |
 //! | `outlier.base_ejection`, `outlier.max_ejection` | `QDRANT_TOWER__OUTLIER__BASE_EJECTION`, … | `30s` × times ejected, at most `5m` |
@@ -155,6 +158,118 @@ pub struct StackConfig {
     /// Outlier detection over several endpoints (`None`: the service's default, or what
     /// `configure_service` set).
     pub outlier: Option<OutlierSettings>,
+    /// Hedged reads.
+    pub hedge: HedgeSettings,
+}
+
+/// Hedged reads (see `qdrant_tower::layers::hedge`): off unless operations are listed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct HedgeSettings {
+    /// The read operations to hedge (`search`, `query`, `get`…).
+    pub operations: Vec<String>,
+    /// Hedge after this long (else after `percentile`).
+    #[serde(with = "humantime_serde")]
+    pub delay: Option<Duration>,
+    /// Hedge after this percentile of recent latencies (0–1), once `min_samples` calls were
+    /// seen, never before `floor`.
+    pub percentile: f64,
+    /// Calls seen before percentile hedging starts.
+    pub min_samples: u64,
+    /// The shortest percentile delay.
+    #[serde(with = "humantime_serde")]
+    pub floor: Duration,
+    /// Hedges allowed as a share of calls (0–1), on top of `budget_per_second`.
+    pub budget_percent: f32,
+    /// Hedges allowed per second whatever the share.
+    pub budget_per_second: u32,
+}
+
+impl Default for HedgeSettings {
+    fn default() -> Self {
+        HedgeSettings {
+            operations: Vec::new(),
+            delay: None,
+            percentile: 0.95,
+            min_samples: 100,
+            floor: Duration::from_millis(1),
+            budget_percent: 0.1,
+            budget_per_second: 1,
+        }
+    }
+}
+
+impl HedgeSettings {
+    /// The layer's configuration, or `None` when no operation is listed.
+    pub fn hedge_config(
+        &self,
+    ) -> Result<Option<qdrant_tower_layers::hedge::HedgeConfig>, InvalidConfig> {
+        use qdrant_tower_layers::hedge::{HedgeConfig, HedgeDelay};
+        if self.operations.is_empty() {
+            return Ok(None);
+        }
+        let bad = |field: &str, value: String, reason: String| InvalidConfig {
+            field: field.to_owned(),
+            value,
+            reason,
+            origin: None,
+        };
+        let mut operations = Vec::new();
+        for name in &self.operations {
+            let Some(&op) = qdrant_tower_client::VectorRequest::OPERATIONS
+                .iter()
+                .find(|op| **op == name.as_str())
+            else {
+                return Err(bad(
+                    "hedge.operations",
+                    name.clone(),
+                    "is not an operation name".into(),
+                ));
+            };
+            // An empty message of the operation says whether it reads.
+            let reads = qdrant_tower_client::VectorOp::decode(op, &[]).is_ok_and(|m| m.is_read());
+            if !reads {
+                return Err(bad(
+                    "hedge.operations",
+                    name.clone(),
+                    "is not a read: only reads are hedged (a hedged write is sent twice)".into(),
+                ));
+            }
+            operations.push(op);
+        }
+        if !(0.0..=1.0).contains(&self.percentile) {
+            return Err(bad(
+                "hedge.percentile",
+                self.percentile.to_string(),
+                "must be within 0 and 1".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.budget_percent) {
+            return Err(bad(
+                "hedge.budget_percent",
+                self.budget_percent.to_string(),
+                "must be within 0 and 1".into(),
+            ));
+        }
+        let delay = match self.delay {
+            Some(delay) => HedgeDelay::Fixed(delay),
+            None => HedgeDelay::Percentile {
+                percentile: self.percentile,
+                min_samples: self.min_samples,
+                floor: self.floor,
+            },
+        };
+        Ok(Some(
+            HedgeConfig::with_delay(delay)
+                .operations(operations)
+                .budget(qdrant_tower_layers::RetryBudget::new(
+                    Duration::from_secs(10),
+                    self.budget_per_second,
+                    self.budget_percent,
+                )),
+        ))
+    }
 }
 
 /// How calls are spread over several endpoints (see `qdrant_tower::client::endpoints`).
@@ -614,6 +729,7 @@ impl StackConfig {
             queue: QueueSettings::default(),
             balance: None,
             outlier: None,
+            hedge: HedgeSettings::default(),
         }
     }
 
@@ -783,6 +899,7 @@ impl StackConfig {
             }
         }
         self.fallback.kinds()?;
+        self.hedge.hedge_config()?;
         if let Some(outlier) = &self.outlier {
             if !(0.0..=1.0).contains(&outlier.max_ejected_share) {
                 return bad(
@@ -1111,7 +1228,8 @@ impl Provider for EnvVars {
                         [section, key]
                             if (section == "cache" || section == "queue")
                                 && key == "collections"
-                                || section == "fallback" && key == "on" =>
+                                || section == "fallback" && key == "on"
+                                || section == "hedge" && key == "operations" =>
                         {
                             comma_list(raw)
                         }

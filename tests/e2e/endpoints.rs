@@ -8,7 +8,7 @@ use std::time::Duration;
 use qdrant_tower::config::{BalanceSetting, OutlierSettings, StackConfig};
 use qdrant_tower::qdrant::SearchPointsBuilder;
 use qdrant_tower::{Client, Profile, QdrantStack, StackService};
-use qdrant_tower_testkit::faults::Rpc;
+use qdrant_tower_testkit::faults::{Fault, FaultRule, Rpc};
 use qdrant_tower_testkit::{ChaosProxy, Direction, TestServer};
 
 use crate::backend::collection_with_a_point;
@@ -21,6 +21,14 @@ struct Fleet {
 }
 
 async fn fleet(balance: BalanceSetting, outlier: OutlierSettings) -> Fleet {
+    fleet_with(balance, outlier, |_| {}).await
+}
+
+async fn fleet_with(
+    balance: BalanceSetting,
+    outlier: OutlierSettings,
+    change: impl FnOnce(&mut StackConfig),
+) -> Fleet {
     let mut servers = Vec::new();
     let mut proxies = Vec::new();
     for _ in 0..3 {
@@ -38,6 +46,7 @@ async fn fleet(balance: BalanceSetting, outlier: OutlierSettings) -> Fleet {
     config.attempt_timeout = Duration::from_secs(2);
     config.balance = Some(balance);
     config.outlier = Some(outlier);
+    change(&mut config);
     let stack = QdrantStack::builder().config(config).build().unwrap();
     let client = stack.client();
     Fleet {
@@ -161,4 +170,108 @@ async fn power_of_two_choices_keeps_calls_off_a_slow_endpoint() {
     // Round-robin would send it 20; with a call in flight there for 300 ms, it loses every
     // draw against an idle endpoint.
     assert!(counts[0] <= 10, "the slow endpoint got {counts:?}");
+}
+
+fn no_ejection() -> OutlierSettings {
+    let mut off = OutlierSettings::default();
+    off.consecutive_failures = 0;
+    off.minimum_hosts = 0;
+    off
+}
+
+#[tokio::test]
+async fn a_hedged_read_is_answered_by_another_endpoint_and_the_loser_is_cancelled() {
+    let fleet = fleet_with(BalanceSetting::RoundRobin, no_ejection(), |config| {
+        config.hedge.operations = vec!["search".into()];
+        config.hedge.delay = Some(Duration::from_millis(50));
+        config.hedge.budget_percent = 1.0;
+        // Long enough that only a cancellation can end the hung attempts in time.
+        config.deadline = Duration::from_secs(60);
+        config.attempt_timeout = Duration::from_secs(30);
+    })
+    .await;
+    fleet.servers[0].set_faults(FaultRule::new(Fault::hang()).rpc(Rpc::Search));
+    for _ in 0..9 {
+        read(&fleet.client).await;
+    }
+    let hung = searches(&fleet.servers[0]);
+    assert!(hung >= 1, "some first attempts went to the hung endpoint");
+    // Every read answered; the hung attempts were dropped when their hedge won.
+    let in_flight = fleet.stack.pool_stats()[0].in_flight;
+    assert_eq!(in_flight, 0, "the losers were cancelled");
+    // A write is never hedged.
+    fleet.servers[0].set_faults(FaultRule::new(Fault::hang()).rpc(Rpc::Upsert));
+    let before: usize = fleet
+        .servers
+        .iter()
+        .map(|s| s.calls().count(Rpc::Upsert, "docs"))
+        .sum();
+    let writes: Vec<_> = (0..3)
+        .map(|id| {
+            let client = fleet.client.clone();
+            tokio::spawn(async move {
+                let point = qdrant_tower::qdrant::PointStruct::new(
+                    100 + id,
+                    vec![1.0, 1.0],
+                    qdrant_tower::Payload::new(),
+                );
+                client
+                    .with_timeout(Duration::from_millis(300))
+                    .upsert(qdrant_tower::qdrant::UpsertPointsBuilder::new(
+                        "docs",
+                        vec![point],
+                    ))
+                    .await
+            })
+        })
+        .collect();
+    for write in writes {
+        let _ = write.await.unwrap();
+    }
+    let after: usize = fleet
+        .servers
+        .iter()
+        .map(|s| s.calls().count(Rpc::Upsert, "docs"))
+        .sum();
+    assert!(
+        after - before <= 3 * 2,
+        "at most the retry table's attempts, no hedges"
+    );
+}
+
+#[tokio::test]
+async fn hedges_stay_within_their_budget() {
+    let fleet = fleet_with(BalanceSetting::RoundRobin, no_ejection(), |config| {
+        config.profile = Profile::Testing; // one attempt per call: only hedges add calls
+        config.retry = StackConfig::for_profile(Profile::Testing).retry;
+        config.hedge.operations = vec!["search".into()];
+        config.hedge.delay = Some(Duration::from_millis(20));
+        config.hedge.budget_percent = 0.0;
+        config.hedge.budget_per_second = 1; // the window starts with 10 (1/s × 10 s)
+        config.attempt_timeout = Duration::from_millis(200);
+    })
+    .await;
+    for server in &fleet.servers {
+        server.set_faults(FaultRule::new(Fault::hang()).rpc(Rpc::Search));
+    }
+    let reads: Vec<_> = (0..30)
+        .map(|_| {
+            let client = fleet.client.clone();
+            tokio::spawn(async move {
+                client
+                    .search(SearchPointsBuilder::new("docs", vec![1.0, 0.0], 5))
+                    .await
+            })
+        })
+        .collect();
+    for read in reads {
+        let error = read.await.unwrap().unwrap_err();
+        assert_eq!(error.kind(), qdrant_tower::ErrorKind::Timeout);
+    }
+    let sent: usize = fleet.servers.iter().map(searches).sum();
+    assert!(
+        (30..=30 + 11).contains(&sent),
+        "30 first attempts and at most the budget's 10 (+1 refilled) hedges: {sent}"
+    );
+    assert!(sent > 30, "some hedges went out: {sent}");
 }
