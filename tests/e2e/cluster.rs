@@ -34,8 +34,11 @@ use tower::ServiceExt;
 
 use crate::backend::client_of;
 
-/// The node the test freezes and crashes; calls go to node 0.
+/// The node the tests freeze and crash; calls go to node 0.
 const VICTIM: usize = 2;
+
+/// The tests signal the same node: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Cluster {
     dir: PathBuf,
@@ -135,6 +138,7 @@ async fn a_frozen_or_dead_peer_is_a_timeout_or_an_internal_error_never_a_cancell
         eprintln!("QDRANT_CLUSTER_DIR is unset: no real cluster to test against, skipped");
         return;
     };
+    let _turn = ONE_AT_A_TIME.lock().await;
     let setup = cluster.client(0, Duration::from_secs(30));
     let collection = format!("cluster_{}", std::process::id());
     // Three shards, one replica each: one lives on the victim, and node 0 must ask it.
@@ -228,6 +232,219 @@ async fn a_frozen_or_dead_peer_is_a_timeout_or_an_internal_error_never_a_cancell
         }
     };
     assert_eq!(counted.result.map(|r| r.count), Some(30));
+    call(&setup, DeleteCollectionBuilder::new(&collection).into())
+        .await
+        .expect("collection deleted");
+}
+
+/// What a run under load saw.
+#[derive(Default)]
+struct Tally {
+    calls: u64,
+    failures: std::collections::BTreeMap<String, u64>,
+    slowest: Duration,
+}
+
+impl Tally {
+    fn add(&mut self, took: Duration, outcome: Result<(), ErrorKind>) {
+        self.calls += 1;
+        self.slowest = self.slowest.max(took);
+        if let Err(kind) = outcome {
+            *self.failures.entry(kind.to_string()).or_default() += 1;
+        }
+    }
+
+    fn failed(&self) -> u64 {
+        self.failures.values().sum()
+    }
+}
+
+/// The ready stack over the three nodes: a node killed with SIGKILL under a steady read and
+/// write load is ejected, reads keep succeeding within their deadline on the other nodes,
+/// the node comes back and returns to rotation, and no acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_killed_under_load_is_ejected_and_returns_and_no_acknowledged_write_is_lost() {
+    use qdrant_tower::QdrantStack;
+    use qdrant_tower::config::{BalanceSetting, OutlierSettings, StackConfig};
+    use qdrant_tower::qdrant::GetPointsBuilder;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let Some(cluster) = Cluster::from_env() else {
+        eprintln!("QDRANT_CLUSTER_DIR is unset: no real cluster to test against, skipped");
+        return;
+    };
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let setup = cluster.client(0, Duration::from_secs(30));
+    let collection = format!("cluster_load_{}", std::process::id());
+    // Every shard on every node: a read is served by whichever node receives it.
+    call(
+        &setup,
+        CreateCollectionBuilder::new(&collection)
+            .vectors_config(VectorParamsBuilder::new(2, Distance::Dot))
+            .shard_number(3)
+            .replication_factor(3)
+            .write_consistency_factor(1)
+            .into(),
+    )
+    .await
+    .expect("collection created");
+    call(
+        &setup,
+        UpsertPointsBuilder::new(
+            &collection,
+            vec![PointStruct::new(0, vec![1.0, 0.0], Payload::new())],
+        )
+        .wait(true)
+        .into(),
+    )
+    .await
+    .expect("first point written");
+
+    let mut config = StackConfig::for_profile(qdrant_tower::Profile::Production);
+    config.endpoints = cluster.urls.clone();
+    config.api_key = std::env::var("QDRANT_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+        .map(qdrant_tower::config::Secret::new);
+    config.deadline = Duration::from_secs(5);
+    config.attempt_timeout = Duration::from_secs(2);
+    config.retry.time_scale = 0.2;
+    config.balance = Some(BalanceSetting::RoundRobin);
+    let mut outlier = OutlierSettings::default();
+    outlier.consecutive_failures = 2;
+    outlier.base_ejection = Duration::from_secs(3);
+    config.outlier = Some(outlier);
+    let stack = QdrantStack::builder().config(config).build().unwrap();
+    let client = stack.client();
+
+    let running = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (client, running, collection) = (client.clone(), running.clone(), collection.clone());
+        tokio::spawn(async move {
+            let mut tally = Tally::default();
+            let mut acked = Vec::new();
+            let mut id = 1u64;
+            while running.load(Ordering::Relaxed) {
+                let point = PointStruct::new(id, vec![1.0, id as f32], Payload::new());
+                let started = Instant::now();
+                let outcome = client
+                    .upsert(UpsertPointsBuilder::new(&collection, vec![point]).wait(true))
+                    .await;
+                tally.add(
+                    started.elapsed(),
+                    outcome.as_ref().map(drop).map_err(|e| e.kind()),
+                );
+                if outcome.is_ok() {
+                    acked.push(id);
+                }
+                id += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (tally, acked)
+        })
+    };
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (client, running, collection) =
+                (client.clone(), running.clone(), collection.clone());
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                while running.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let outcome = client
+                        .search(SearchPointsBuilder::new(&collection, vec![1.0, 0.0], 3))
+                        .await;
+                    tally.add(started.elapsed(), outcome.map(drop).map_err(|e| e.kind()));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                tally
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let before_kill = stack.pool_stats()[VICTIM].calls;
+    cluster.run("kill", VICTIM);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let ejected = stack.pool_stats()[VICTIM].ejections;
+    cluster.run("restart", VICTIM);
+    let at_restart = stack.pool_stats()[VICTIM].calls;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    running.store(false, Ordering::Relaxed);
+    let (writes, acked) = writer.await.unwrap();
+    let mut reads = Tally::default();
+    for reader in readers {
+        let tally = reader.await.unwrap();
+        reads.calls += tally.calls;
+        reads.slowest = reads.slowest.max(tally.slowest);
+        for (kind, n) in tally.failures {
+            *reads.failures.entry(kind).or_default() += n;
+        }
+    }
+    let stats = stack.pool_stats();
+
+    // Every acknowledged write is there, read through each node once the cluster settled.
+    let mut lost = 0;
+    let settle = Instant::now() + Duration::from_secs(30);
+    for node in 0..cluster.urls.len() {
+        let direct = qdrant_tower::Client::new(cluster.client(node, Duration::from_secs(10)));
+        loop {
+            let mut found = 0u64;
+            let mut failed = None;
+            for chunk in acked.chunks(500) {
+                match direct
+                    .get(GetPointsBuilder::new(
+                        &collection,
+                        chunk.iter().map(|&id| id.into()).collect::<Vec<_>>(),
+                    ))
+                    .await
+                {
+                    Ok(got) => found += got.result.len() as u64,
+                    Err(error) => failed = Some(error),
+                }
+            }
+            if failed.is_none() && found == acked.len() as u64 || Instant::now() > settle {
+                lost = lost.max(acked.len() as u64 - found);
+                if let Some(error) = failed {
+                    panic!("node {node} cannot be read after recovery: {error}");
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    eprintln!(
+        "under load, node {VICTIM} killed and restarted: reads {} calls, failures {:?}, slowest {:?}; \
+         writes {} calls ({} acknowledged), failures {:?}, slowest {:?}; lost acknowledged writes: {lost}; \
+         node {VICTIM}: ejected {ejected} time(s) while down, calls {before_kill} before the kill, \
+         {at_restart} at restart, {} at the end",
+        reads.calls,
+        reads.failures,
+        reads.slowest,
+        writes.calls,
+        acked.len(),
+        writes.failures,
+        writes.slowest,
+        stats[VICTIM].calls,
+    );
+    assert_eq!(lost, 0, "no acknowledged write is lost");
+    assert_eq!(
+        reads.failed(),
+        0,
+        "reads kept succeeding: {:?}",
+        reads.failures
+    );
+    assert!(
+        reads.slowest <= Duration::from_secs(5) && writes.slowest <= Duration::from_secs(6),
+        "every call ended within its deadline"
+    );
+    assert!(ejected >= 1, "the dead node was ejected");
+    assert!(
+        stats[VICTIM].calls > at_restart,
+        "the restarted node is back in rotation"
+    );
+    assert!(acked.len() > 100, "the load ran: {} writes", acked.len());
     call(&setup, DeleteCollectionBuilder::new(&collection).into())
         .await
         .expect("collection deleted");

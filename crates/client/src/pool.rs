@@ -36,6 +36,7 @@ pub(crate) struct EndpointPool {
     active: AtomicUsize,
     next: AtomicUsize,
     in_flight: AtomicUsize,
+    calls: AtomicU64,
     grown: AtomicU64,
     shrunk: AtomicU64,
     replaced: AtomicU64,
@@ -94,6 +95,7 @@ impl EndpointPool {
             active: AtomicUsize::new(settings.min),
             next: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
             grown: AtomicU64::new(0),
             shrunk: AtomicU64::new(0),
             replaced: AtomicU64::new(0),
@@ -184,6 +186,7 @@ impl EndpointPool {
             endpoint: self.url.clone(),
             connections: self.active.load(Ordering::Acquire),
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            calls: self.calls.load(Ordering::Relaxed),
             min: self.settings.min,
             max: self.settings.max,
             grown: self.grown.load(Ordering::Relaxed),
@@ -198,6 +201,7 @@ impl EndpointPool {
 impl InFlight {
     pub(crate) fn start(pool: Arc<EndpointPool>, slot: usize) -> Self {
         pool.in_flight.fetch_add(1, Ordering::Relaxed);
+        pool.calls.fetch_add(1, Ordering::Relaxed);
         InFlight { pool, slot }
     }
 
@@ -257,6 +261,8 @@ pub struct PoolStats {
     pub connections: usize,
     /// Calls in flight on the endpoint.
     pub in_flight: usize,
+    /// Calls (attempts) sent to the endpoint so far.
+    pub calls: u64,
     /// The fewest connections kept.
     pub min: usize,
     /// The most connections opened.
