@@ -239,7 +239,12 @@ impl Router {
 
     /// The endpoint for an attempt that already went to the endpoints in `tried`, by the
     /// balance policy; `load(i)` is endpoint `i`'s calls in flight.
-    pub(crate) fn pick(&self, tried: u64, load: impl Fn(usize) -> usize) -> usize {
+    ///
+    /// `advance`: whether this pick takes a round-robin turn (a first attempt being sent);
+    /// a peek (`poll_ready`), a retry or a hedge does not — they would push the next call's
+    /// turn out of order, and with a slow endpoint hedged around, that endpoint would get
+    /// every other first attempt instead of one in n.
+    pub(crate) fn pick(&self, tried: u64, load: impl Fn(usize) -> usize, advance: bool) -> usize {
         let n = self.health.len();
         if n == 1 {
             return 0;
@@ -252,7 +257,7 @@ impl Router {
             &|_| true,
         ];
         for accept in candidates {
-            if let Some(index) = self.choose(n, accept, &load) {
+            if let Some(index) = self.choose(n, accept, &load, advance) {
                 return index;
             }
         }
@@ -264,10 +269,15 @@ impl Router {
         n: usize,
         accept: &dyn Fn(usize) -> bool,
         load: &impl Fn(usize) -> usize,
+        advance: bool,
     ) -> Option<usize> {
         match self.balance {
             Balance::RoundRobin => {
-                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                let start = if advance {
+                    self.next.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    self.next.load(Ordering::Relaxed)
+                };
                 (0..n).map(|k| (start + k) % n).find(|&i| accept(i))
             }
             Balance::PowerOfTwoChoices => {
@@ -486,16 +496,20 @@ mod tests {
         let r = router(3, Balance::RoundRobin, outlier);
         fail(&r, 1, 1);
         for _ in 0..10 {
-            let picked = r.pick(0b001, |_| 0);
+            let picked = r.pick(0b001, |_| 0, false);
             assert_eq!(picked, 2, "0 tried, 1 ejected");
         }
-        assert_eq!(r.pick(0b101, |_| 0), 1, "only the ejected one left untried");
-        let any = r.pick(0b111, |_| 0);
+        assert_eq!(
+            r.pick(0b101, |_| 0, false),
+            1,
+            "only the ejected one left untried"
+        );
+        let any = r.pick(0b111, |_| 0, false);
         assert!(any < 3, "all tried: any");
 
         let r = router(3, Balance::PowerOfTwoChoices, OutlierDetection::disabled());
         let load = |i: usize| if i == 0 { 5 } else { 0 };
-        let zero = (0..200).filter(|_| r.pick(0, load) == 0).count();
+        let zero = (0..200).filter(|_| r.pick(0, load, true) == 0).count();
         assert_eq!(zero, 0, "0 loses every draw it is in");
     }
 }

@@ -120,19 +120,14 @@ impl Shared {
         }
     }
 
-    /// A channel on the endpoint for an attempt that already went to those in `tried`.
-    fn pick(&self, tried: u64) -> Picked {
-        let index = self.router.pick(tried, |i| self.pools[i].in_flight());
-        self.pools[index].pick()
-    }
-
-    /// Whether `picked` (reserved by `poll_ready`) suits an attempt that already went to
-    /// those in `tried`.
-    fn suits(&self, picked: &Picked, tried: u64) -> bool {
-        let index = picked.pool.index;
-        self.pools.len() == 1
-            || ((index >= 64 || tried & (1 << index) == 0)
-                && !self.router.is_ejected(index, Instant::now()))
+    /// The endpoint for an attempt that already went to those in `tried` (see
+    /// `Router::pick` for `advance`).
+    fn endpoint(&self, tried: u64, advance: bool) -> usize {
+        if self.pools.len() == 1 {
+            return 0;
+        }
+        self.router
+            .pick(tried, |i| self.pools[i].in_flight(), advance)
     }
 }
 
@@ -252,7 +247,10 @@ impl Service<VectorRequest> for QdrantService {
     type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        let picked = self.ready.get_or_insert_with(|| self.shared.pick(0));
+        let shared = &self.shared;
+        let picked = self
+            .ready
+            .get_or_insert_with(|| shared.pools[shared.endpoint(0, false)].pick());
         let (pool, slot) = (Arc::clone(&picked.pool), picked.slot);
         Service::<http::Request<tonic::body::Body>>::poll_ready(&mut picked.channel, cx).map_err(
             |error| {
@@ -300,11 +298,13 @@ impl Service<VectorRequest> for QdrantService {
         let collection = request.collection().map(str::to_owned);
         let op = request.into_shared();
         let tried = op.tried.load(Ordering::Acquire);
+        let index = self.shared.endpoint(tried, tried == 0);
+        // The channel `poll_ready` reserved, if it is on that endpoint (tonic's client waits
+        // for readiness itself otherwise).
         let picked = match self.ready.take() {
-            Some(ready) if self.shared.suits(&ready, tried) => ready,
-            _ => self.shared.pick(tried),
+            Some(ready) if ready.pool.index == index => ready,
+            _ => self.shared.pools[index].pick(),
         };
-        let index = picked.pool.index;
         if index < 64 {
             op.tried.fetch_or(1 << index, Ordering::AcqRel);
         }
