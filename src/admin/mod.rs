@@ -16,6 +16,7 @@
 //! | `GET /metrics` | Prometheus text ([`observe::prometheus`](crate::observe::prometheus)) |
 //! | `GET /alerts` | breakers open longer than a bound, error rates over a bound, health down |
 //! | `POST /test-service` | probe Qdrant N times, report latency percentiles and outcomes |
+//! | `GET /endpoints` | each endpoint: connections, calls in flight and sent, whether outlier detection ejected it, how often |
 //! | `GET /queue` | the write-behind queue: records and bytes waiting, per collection, replayed, dead letters, what replay waits on (`404` without a queue) |
 //! | `GET /queue/dead-letters` | the writes Qdrant rejected for good during replay, with their errors |
 //!
@@ -211,6 +212,7 @@ impl<S> QdrantStack<S> {
             .route("/metrics", get(metrics))
             .route("/alerts", get(alerts))
             .route("/test-service", post(test_service))
+            .route("/endpoints", get(endpoints))
             .route("/queue", get(queue))
             .route("/queue/dead-letters", get(dead_letters))
             .layer(axum::middleware::from_fn_with_state(
@@ -369,6 +371,27 @@ fn find(admin: &Admin, name: &str) -> Result<Breaker, Refusal> {
         .registry()
         .get(name)
         .ok_or_else(|| Refusal(StatusCode::NOT_FOUND, format!("no breaker named `{name}`")))
+}
+
+async fn endpoints(State(admin): State<Shared>) -> Answer {
+    let endpoints: Vec<_> = admin
+        .control
+        .bare()
+        .pool_stats()
+        .into_iter()
+        .map(|pool| {
+            json!({
+                "endpoint": pool.endpoint,
+                "connections": pool.connections,
+                "in_flight": pool.in_flight,
+                "calls": pool.calls,
+                "ejected": pool.ejected,
+                "ejections": pool.ejections,
+                "replaced_connections": pool.replaced,
+            })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, endpoints))
 }
 
 fn write_behind(admin: &Admin) -> Result<&crate::queue::WriteBehindHandle, Refusal> {
