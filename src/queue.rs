@@ -42,7 +42,7 @@
 //! that they apply in order.
 //!
 //! # Durability
-//! The log is [`RecordLog`](qdrant_tower_client::log::RecordLog): each record is
+//! The log is [`qdrant_tower_client::log::RecordLog`]: each record is
 //! `[len][crc32][seq][operation, protobuf message]`, `fsync`ed before the caller hears
 //! `Queued`. After a crash, a torn or corrupt tail is detected when the queue opens, moved
 //! aside to `queue.log.corrupt-<offset>`, reported ([`QueueStats::damaged`], a warning and

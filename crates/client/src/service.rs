@@ -68,7 +68,7 @@ const DEADLINE_SLACK: Duration = Duration::from_millis(2);
 /// [`VectorOp::server_timeout`]: crate::VectorOp::server_timeout
 ///
 /// # Channels
-/// The service holds one or more tonic [`Channel`]s (one HTTP/2 connection each:
+/// The service holds one or more tonic [`Channel`](tonic::transport::Channel)s (one HTTP/2 connection each:
 /// `connections_per_endpoint` per endpoint) and spreads calls over them round-robin. Channels
 /// connect lazily and reconnect by themselves, so building the service never fails because
 /// Qdrant is down; [`QdrantServiceBuilder::connect`] checks the connections eagerly.
