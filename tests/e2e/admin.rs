@@ -24,7 +24,7 @@ fn stack(server: &TestServer, name: &str) -> QdrantStack {
 }
 
 /// Serves `router` on a loopback port for the rest of the test.
-async fn serve(router: axum::Router) -> SocketAddr {
+pub(crate) async fn serve(router: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });

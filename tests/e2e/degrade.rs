@@ -224,8 +224,13 @@ fn queue_config(server: &TestServer, dir: &std::path::Path) -> StackConfig {
     config
 }
 
-#[tokio::test]
-async fn writes_are_queued_while_qdrant_fails_and_replayed_in_order_when_it_is_back() {
+/// An embedded server with "docs" (point 1), and the ready stack over it queueing "docs".
+async fn queued() -> (
+    TestServer,
+    tempfile::TempDir,
+    QdrantStack,
+    qdrant_tower::Client<qdrant_tower::StackService>,
+) {
     let server = TestServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let stack = QdrantStack::builder()
@@ -234,6 +239,12 @@ async fn writes_are_queued_while_qdrant_fails_and_replayed_in_order_when_it_is_b
         .unwrap();
     let client = stack.client();
     collection_with_a_point(&client, "docs").await;
+    (server, dir, stack, client)
+}
+
+#[tokio::test]
+async fn writes_are_queued_while_qdrant_fails_and_replayed_in_order_when_it_is_back() {
+    let (server, _dir, stack, client) = queued().await;
     let queue = stack.queue().expect("configured");
 
     // Applied while Qdrant takes writes.
@@ -401,14 +412,7 @@ async fn a_full_queue_refuses_the_write_and_other_collections_are_not_queued() {
 
 #[tokio::test]
 async fn a_write_qdrant_rejects_for_good_goes_to_the_dead_letters_seen_in_the_admin_api() {
-    let server = TestServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let stack = QdrantStack::builder()
-        .config(queue_config(&server, dir.path()))
-        .build()
-        .unwrap();
-    let client = stack.client();
-    collection_with_a_point(&client, "docs").await;
+    let (server, _dir, stack, client) = queued().await;
     server.set_faults(FaultRule::new(Fault::unavailable()).writes());
     // Three dimensions in a two-dimensional collection: only Qdrant knows it is wrong.
     let wrong = PointStruct::new(20, vec![1.0, 2.0, 3.0], Payload::new());
@@ -442,10 +446,7 @@ async fn a_write_qdrant_rejects_for_good_goes_to_the_dead_letters_seen_in_the_ad
         .unwrap();
     assert_eq!(got.result.len(), 1, "replay went on after the dead letter");
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = stack.admin(qdrant_tower::admin::AdminConfig::default());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let addr = crate::admin::serve(stack.admin(qdrant_tower::admin::AdminConfig::default())).await;
     let stats = http(addr, "GET", "/queue", None, "").await;
     assert_eq!(stats.status, 200, "{}", stats.body);
     let stats = stats.json();
@@ -651,14 +652,7 @@ async fn stale_reads_queued_writes_and_dead_letters_against_the_backend_through_
 
 #[tokio::test]
 async fn replay_waits_out_refusals_fixed_outside_the_write_rather_than_dead_lettering() {
-    let server = TestServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let stack = QdrantStack::builder()
-        .config(queue_config(&server, dir.path()))
-        .build()
-        .unwrap();
-    let client = stack.client();
-    collection_with_a_point(&client, "docs").await;
+    let (server, _dir, stack, client) = queued().await;
     server.set_faults(FaultRule::new(Fault::unavailable()).writes());
     client
         .upsert(UpsertPointsBuilder::new("docs", vec![point(40, 1)]))

@@ -106,12 +106,12 @@ async fn reads_fail_over_while_an_endpoint_is_down_which_is_ejected_and_returns(
     assert!(stats[0].ejected && stats[0].ejections >= 1, "{stats:?}");
     assert!(!stats[1].ejected && !stats[2].ejected);
     // Operators see it in the admin API.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = fleet
-        .stack
-        .admin(qdrant_tower::admin::AdminConfig::default());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let addr = crate::admin::serve(
+        fleet
+            .stack
+            .admin(qdrant_tower::admin::AdminConfig::default()),
+    )
+    .await;
     let listed = crate::capture::http(addr, "GET", "/endpoints", None, "")
         .await
         .json();
