@@ -281,15 +281,18 @@ impl Router {
                 (0..n).map(|k| (start + k) % n).find(|&i| accept(i))
             }
             Balance::PowerOfTwoChoices => {
-                let eligible: Vec<usize> = (0..n).filter(|&i| accept(i)).collect();
-                match eligible.len() {
+                // Two distinct draws among the accepted endpoints, without allocating: count
+                // them, draw two ordinals, map the ordinals back to indices.
+                let eligible = (0..n).filter(|&i| accept(i)).count();
+                let nth = |k: usize| (0..n).filter(|&i| accept(i)).nth(k);
+                match eligible {
                     0 => None,
-                    1 => Some(eligible[0]),
+                    1 => nth(0),
                     len => {
                         let r = self.random();
                         let a = (r % len as u64) as usize;
                         let b = (a + 1 + ((r >> 32) % (len as u64 - 1)) as usize) % len;
-                        let (a, b) = (eligible[a], eligible[b]);
+                        let (a, b) = (nth(a)?, nth(b)?);
                         Some(if load(b) < load(a) { b } else { a })
                     }
                 }
