@@ -388,6 +388,7 @@ impl Control {
             ("balance", next.balance != current.balance),
             ("outlier", next.outlier != current.outlier),
             ("hedge", next.hedge != current.hedge),
+            ("discovery", next.discovery != current.discovery),
             ("breaker.keyed", next.breaker.keyed != current.breaker.keyed),
             (
                 "idempotent_create",
@@ -414,7 +415,7 @@ pub struct Reloaded {
     /// `breaker` (thresholds and open wait), `health` (probe interval, timeout, thresholds).
     pub applied: Vec<&'static str>,
     /// Changed settings the running stack keeps until it is built again: `endpoints`,
-    /// `api_key`, `name`, `connections`, `balance`, `outlier`, `hedge`, `metrics`, `cache`, `fallback`,
+    /// `api_key`, `name`, `connections`, `balance`, `outlier`, `hedge`, `discovery`, `metrics`, `cache`, `fallback`,
     /// `queue`, `admin` (a router is built from it),
     /// `breaker.keyed`; `idempotent_create`
     /// applies to clients made after the reload.
@@ -897,6 +898,9 @@ impl<Around, Attempt> QdrantStackBuilder<Around, Attempt> {
         }
         if let Some(outlier) = &config.outlier {
             service = service.outlier_detection(outlier.detection());
+        }
+        if let Some(discovery) = &config.discovery {
+            service = service.discovery(discovery.discovery());
         }
         let qdrant = service
             .api_key(config.api_key.as_ref().map(|key| key.expose().to_owned()))

@@ -526,6 +526,38 @@ fn balance_and_outlier_detection_from_a_file_and_the_environment() {
 }
 
 #[test]
+fn discovery_is_off_unless_its_section_is_there() {
+    assert_eq!(ConfigLoader::new().load().unwrap().discovery, None);
+    let f = file("endpoints = [\"http://10.0.0.5:6334\"]\n[discovery]\ninterval = \"10s\"\n");
+    let c = ConfigLoader::new()
+        .file(f.path())
+        .env_vars([("QDRANT_TOWER__DISCOVERY__GRPC_PORT_OFFSET", "-2")])
+        .load()
+        .unwrap();
+    let d = c.discovery.clone().unwrap();
+    assert_eq!(
+        (d.interval, d.timeout),
+        (Duration::from_secs(10), Duration::from_secs(5))
+    );
+    assert_eq!(
+        (d.rest_port_offset, d.grpc_port_offset, d.max_endpoints),
+        (-1, -2, 16)
+    );
+    assert_eq!(d.discovery().ports(), (-1, -2));
+    for (toml, message) in [
+        (
+            "[discovery]\nmax_endpoints = 65",
+            "discovery.max_endpoints (65) must be within the 1 configured endpoints and 64",
+        ),
+        ("[discovery]\ninterval = \"0s\"", "discovery.interval"),
+        ("[discovery]\nport = 1", "port"),
+    ] {
+        let error = invalid(toml);
+        assert!(error.contains(message), "{toml}: {error}");
+    }
+}
+
+#[test]
 fn hedging_is_for_reads_named_by_operation() {
     let c = ConfigLoader::new()
         .env_vars([

@@ -16,7 +16,7 @@
 //! | `GET /metrics` | Prometheus text ([`observe::prometheus`](crate::observe::prometheus)) |
 //! | `GET /alerts` | breakers open longer than a bound, error rates over a bound, health down |
 //! | `POST /test-service` | probe Qdrant N times, report latency percentiles and outcomes |
-//! | `GET /endpoints` | each endpoint: connections, calls in flight and sent, whether outlier detection ejected it, how often |
+//! | `GET /endpoints` | each endpoint: connections, calls in flight and sent, whether outlier detection ejected it, how often, whether discovery retired it, its Qdrant peer id |
 //! | `GET /queue` | the write-behind queue: records and bytes waiting, per collection, replayed, dead letters, what replay waits on (`404` without a queue) |
 //! | `GET /queue/dead-letters` | the writes Qdrant rejected for good during replay, with their errors |
 //!
@@ -387,6 +387,9 @@ async fn endpoints(State(admin): State<Shared>) -> Answer {
                 "calls": pool.calls,
                 "ejected": pool.ejected,
                 "ejections": pool.ejections,
+                "retired": pool.retired,
+                // A string: peer ids pass 2^53, past what a JSON reader's doubles hold.
+                "peer_id": pool.peer_id.map(|id| id.to_string()),
                 "replaced_connections": pool.replaced,
             })
         })

@@ -75,6 +75,9 @@
 //! | `outlier.base_ejection`, `outlier.max_ejection` | `QDRANT_TOWER__OUTLIER__BASE_EJECTION`, … | `30s` × times ejected, at most `5m` |
 //! | `outlier.max_ejected_share` | `QDRANT_TOWER__OUTLIER__MAX_EJECTED_SHARE` | 0.5 (at least one of two or more) |
 //! | `outlier.interval`, `outlier.minimum_hosts`, `outlier.request_volume`, `outlier.stdev_factor` | `QDRANT_TOWER__OUTLIER__INTERVAL`, … | `10s`, 5, 50, 1.9: success-rate outliers (see `qdrant_tower::client::endpoints` for small clusters) |
+//! | `discovery.interval`, `discovery.timeout` | `QDRANT_TOWER__DISCOVERY__INTERVAL`, … | off; with a `[discovery]` section: `30s`, `5s` (the endpoints are seeds; see `qdrant_tower::client::discovery`) |
+//! | `discovery.rest_port_offset`, `discovery.grpc_port_offset` | `QDRANT_TOWER__DISCOVERY__REST_PORT_OFFSET`, … | −1, −1: Qdrant's ports (REST 6333 = gRPC − 1, gRPC 6334 = p2p − 1) |
+//! | `discovery.max_endpoints` | `QDRANT_TOWER__DISCOVERY__MAX_ENDPOINTS` | 16 (seeds included, at most 64) |
 //! | `metrics.collection_labels` | `QDRANT_TOWER__METRICS__COLLECTION_LABELS` | 0: no `collection` label (else the first N collections, then `_other`) |
 //!
 //! `<kind>` is `connect`, `timeout`, `rate_limited`, `unavailable` or `internal`. Durations
@@ -160,6 +163,52 @@ pub struct StackConfig {
     pub outlier: Option<OutlierSettings>,
     /// Hedged reads.
     pub hedge: HedgeSettings,
+    /// Endpoint discovery from the cluster's peers (`None`: off).
+    pub discovery: Option<DiscoverySettings>,
+}
+
+/// Endpoint discovery (see `qdrant_tower::client::discovery`): the endpoints are the seeds;
+/// keys left out keep their defaults. A section, even empty, turns it on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct DiscoverySettings {
+    /// How often to read the peers.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// The longest one request for the peers may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// An endpoint's REST port is its gRPC port plus this.
+    pub rest_port_offset: i32,
+    /// A peer's gRPC port is its p2p port plus this.
+    pub grpc_port_offset: i32,
+    /// The most endpoints, seeds included (at most 64).
+    pub max_endpoints: usize,
+}
+
+impl Default for DiscoverySettings {
+    fn default() -> Self {
+        let d = qdrant_tower_client::discovery::Discovery::new();
+        DiscoverySettings {
+            interval: d.interval(),
+            timeout: d.timeout(),
+            rest_port_offset: d.ports().0,
+            grpc_port_offset: d.ports().1,
+            max_endpoints: d.max_endpoints(),
+        }
+    }
+}
+
+impl DiscoverySettings {
+    /// As the service's setting.
+    pub fn discovery(&self) -> qdrant_tower_client::discovery::Discovery {
+        qdrant_tower_client::discovery::Discovery::new()
+            .with_interval(self.interval)
+            .with_timeout(self.timeout)
+            .with_ports(self.rest_port_offset, self.grpc_port_offset)
+            .with_max_endpoints(self.max_endpoints)
+    }
 }
 
 /// Hedged reads (see `qdrant_tower::layers::hedge`): off unless operations are listed.
@@ -730,6 +779,7 @@ impl StackConfig {
             balance: None,
             outlier: None,
             hedge: HedgeSettings::default(),
+            discovery: None,
         }
     }
 
@@ -931,6 +981,24 @@ impl StackConfig {
                     "outlier.stdev_factor",
                     outlier.stdev_factor.to_string(),
                     "must be a finite, non-negative number".into(),
+                );
+            }
+        }
+        if let Some(discovery) = &self.discovery {
+            for (field, value) in [
+                ("discovery.interval", discovery.interval),
+                ("discovery.timeout", discovery.timeout),
+            ] {
+                if value.is_zero() {
+                    return bad(field, "0s".into(), "must be greater than zero".into());
+                }
+            }
+            let seeds = self.endpoints.len().max(1);
+            if !(seeds..=64).contains(&discovery.max_endpoints) {
+                return bad(
+                    "discovery.max_endpoints",
+                    discovery.max_endpoints.to_string(),
+                    format!("must be within the {seeds} configured endpoints and 64"),
                 );
             }
         }

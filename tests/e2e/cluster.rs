@@ -530,3 +530,217 @@ async fn consistency_not_reached_is_classified() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// A 2-node cluster of the test's own (discovery removes a peer, which cannot rejoin): started
+/// by `run-qdrant` in a temporary directory, stopped by it however the test ends.
+struct OwnCluster {
+    run_qdrant: PathBuf,
+    dir: tempfile::TempDir,
+    base: u16,
+    key: String,
+}
+
+impl OwnCluster {
+    fn start(run_qdrant: &std::path::Path, nodes: u16) -> OwnCluster {
+        let key = std::env::var("QDRANT_API_KEY").unwrap_or_default();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        // A block of free ports (node i: gRPC P+10i, REST P+10i+1, p2p P+10i+2).
+        let base = (0..50)
+            .map(|k| 29334 + 100 * k)
+            .find(|&base| {
+                (0..nodes).all(|i| {
+                    (0..3).all(|off| {
+                        std::net::TcpListener::bind(("127.0.0.1", base + 10 * i + off)).is_ok()
+                    })
+                })
+            })
+            .expect("a free port block");
+        let mut command = Command::new(run_qdrant);
+        command.arg("start").arg(dir.path().join("c")).args([
+            "--nodes",
+            &nodes.to_string(),
+            "--port",
+            &base.to_string(),
+        ]);
+        if !key.is_empty() {
+            command.args(["--api-key", &key]);
+        }
+        let output = command.output().expect("run-qdrant runs");
+        let cluster = OwnCluster {
+            run_qdrant: run_qdrant.to_owned(),
+            dir,
+            base,
+            key,
+        };
+        assert!(
+            output.status.success(),
+            "run-qdrant start: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        cluster
+    }
+
+    fn url(&self, node: u16) -> String {
+        format!("http://127.0.0.1:{}", self.base + 10 * node)
+    }
+
+    /// One REST call to node 0 (plain HTTP/1.1; the test's only use of Qdrant's REST API
+    /// besides discovery itself).
+    fn rest(&self, method: &str, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.base + 1))
+            .expect("node 0's REST port answers");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("a read timeout");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\napi-key: {}\r\n\
+             Connection: close\r\nContent-Length: 0\r\n\r\n",
+            self.key
+        )
+        .expect("the request is sent");
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .expect("the answer is read");
+        answer
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.run_qdrant)
+            .arg("stop")
+            .arg(self.dir.path().join("c"))
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn discovery_adds_the_peers_of_a_seed_and_retires_one_that_leaves() {
+    use qdrant_tower::client::discovery::Discovery;
+
+    let Some(cluster) = Cluster::from_env() else {
+        eprintln!("QDRANT_CLUSTER_DIR is unset: no real cluster to test against, skipped");
+        return;
+    };
+    // Not the shared cluster, but starting two more nodes is load: not beside the timing tests.
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let own = OwnCluster::start(&cluster.run_qdrant, 2);
+    // run-qdrant's ports: REST is gRPC + 1, gRPC is p2p − 2.
+    let service = client_of(&own.url(0))
+        .discovery(Discovery::new().with_ports(1, -2))
+        .build()
+        .expect("valid settings");
+    let report = service.discover().await.expect("node 0 lists its peers");
+    eprintln!("discovery from node 0: {report:?}");
+    assert_eq!(report.peers.len(), 2);
+    assert_eq!(report.added, [own.url(1)]);
+    let stats = service.pool_stats();
+    assert_eq!(stats.len(), 2);
+    assert!(stats.iter().all(|s| s.peer_id.is_some() && !s.retired));
+    assert_ne!(stats[0].peer_id, stats[1].peer_id);
+    // The calls spread over both nodes.
+    for _ in 0..10 {
+        call(&service, VectorRequest::health_check())
+            .await
+            .expect("both nodes answer");
+    }
+    let calls: Vec<u64> = service.pool_stats().iter().map(|s| s.calls).collect();
+    assert!(calls.iter().all(|&c| c >= 3), "calls per node: {calls:?}");
+    // A second round finds nothing new.
+    let again = service.discover().await.expect("still listed");
+    assert!(
+        again.added.is_empty() && again.retired.is_empty(),
+        "{again:?}"
+    );
+    // The ready stack from configuration: its first round runs as it starts.
+    let config = qdrant_tower::config::ConfigLoader::new()
+        .env_vars([
+            ("QDRANT_URL", own.url(0)),
+            ("QDRANT_API_KEY", own.key.clone()),
+            ("QDRANT_TOWER__DISCOVERY__REST_PORT_OFFSET", "1".to_owned()),
+            ("QDRANT_TOWER__DISCOVERY__GRPC_PORT_OFFSET", "-2".to_owned()),
+        ])
+        .load()
+        .expect("a valid configuration");
+    let stack = qdrant_tower::QdrantStack::builder()
+        .config(config)
+        .build()
+        .expect("a stack");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while stack.pool_stats().len() < 2 {
+        assert!(Instant::now() < deadline, "the stack discovers node 1");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stack.pool_stats()[1].endpoint, own.url(1));
+
+    // Node 1 leaves the cluster (it holds no shard, so Qdrant lets it go).
+    let leaving = stats[1].peer_id.expect("node 1's peer id");
+    let answer = own.rest("DELETE", &format!("/cluster/peer/{leaving}"));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let report = service.discover().await.expect("node 0 lists its peers");
+        if !report.retired.is_empty() || Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("discovery after node 1 left: {report:?}");
+    assert_eq!(report.retired, [own.url(1)]);
+    assert_eq!(report.peers.len(), 1);
+    let before: Vec<u64> = service.pool_stats().iter().map(|s| s.calls).collect();
+    for _ in 0..10 {
+        call(&service, VectorRequest::health_check())
+            .await
+            .expect("node 0 answers");
+    }
+    let stats = service.pool_stats();
+    assert!(stats[1].retired && !stats[0].retired);
+    assert_eq!(
+        stats[1].calls, before[1],
+        "no call goes to a retired endpoint"
+    );
+    assert_eq!(stats[0].calls, before[0] + 10);
+    // The removed node may not know it was removed (it can still list both peers): with it
+    // as the first seed, node 0's more recent view (a later Raft commit) still decides.
+    let stale_first = client_of(&own.url(1))
+        .endpoint(own.url(0))
+        .discovery(Discovery::new().with_ports(1, -2))
+        .build()
+        .expect("valid settings");
+    let report = stale_first.discover().await.expect("node 0 answers");
+    eprintln!("discovery with the removed node first: {report:?}");
+    assert_eq!(report.asked, own.url(0));
+    assert_eq!(report.retired, [own.url(1)]);
+}
+
+#[tokio::test]
+async fn discovery_on_a_single_node_changes_nothing() {
+    use qdrant_tower::client::discovery::Discovery;
+
+    let Some(url) = std::env::var("QDRANT_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+    else {
+        eprintln!("QDRANT_URL is unset: the testkit has no REST API to list peers, skipped");
+        return;
+    };
+    // .ci/run's single node (run-qdrant) has REST on gRPC + 1; Qdrant's defaults are −1.
+    let rest_offset = std::env::var("QDRANT_REST_PORT_OFFSET")
+        .ok()
+        .and_then(|offset| offset.parse().ok())
+        .unwrap_or(1);
+    let service = client_of(&url)
+        .discovery(Discovery::new().with_ports(rest_offset, -2))
+        .build()
+        .expect("valid settings");
+    let report = service.discover().await.expect("a single node answers");
+    assert!(
+        report.peers.is_empty() && report.added.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(service.pool_stats().len(), 1);
+}

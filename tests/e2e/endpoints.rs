@@ -118,6 +118,9 @@ async fn reads_fail_over_while_an_endpoint_is_down_which_is_ejected_and_returns(
     assert_eq!(listed[0]["endpoint"], fleet.proxies[0].url());
     assert_eq!(listed[0]["ejected"], true);
     assert_eq!(listed[1]["ejected"], false);
+    // No discovery here: nothing retired, no peer ids known.
+    assert_eq!(listed[0]["retired"], false);
+    assert!(listed[0]["peer_id"].is_null());
 
     // It comes back; once its ejection ends it gets calls again, on its own.
     fleet.proxies[0].refuse(false).await.unwrap();

@@ -30,11 +30,14 @@
 //! one; else to one not yet tried; else to any. A read retried after `Connect` or `Unavailable`
 //! therefore lands on another endpoint, within the retry policy and the call's deadline.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use qdrant_tower_layers::ErrorKind;
 use tokio::time::Instant;
+
+use crate::pool::EndpointPool;
 
 /// How calls are spread over the endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -155,7 +158,8 @@ impl OutlierDetection {
     }
 }
 
-/// One endpoint's outlier state, lock-free: read on every pick.
+/// One endpoint's outlier state, lock-free: read on every pick. Each [`EndpointPool`] holds
+/// its own.
 pub(crate) struct EndpointHealth {
     /// When the ejection ends, in nanoseconds after the service's epoch; 0: not ejected.
     ejected_until: AtomicU64,
@@ -164,6 +168,11 @@ pub(crate) struct EndpointHealth {
     ejections: AtomicU64,
     window_ok: AtomicU64,
     window_failed: AtomicU64,
+    /// Taken out of rotation for good by discovery (the peer left the cluster); it comes back
+    /// if the peer is listed again.
+    retired: AtomicBool,
+    /// The Qdrant peer id the endpoint answered with (discovery); 0 while unknown.
+    peer_id: AtomicU64,
     ejected_gauge: metrics::Gauge,
     ejections_total: metrics::Counter,
 }
@@ -185,6 +194,8 @@ impl EndpointHealth {
             ejections: AtomicU64::new(0),
             window_ok: AtomicU64::new(0),
             window_failed: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
+            peer_id: AtomicU64::new(0),
             ejected_gauge: metrics::gauge!("qdrant_endpoint_ejected", "endpoint" => url.to_owned()),
             ejections_total: metrics::counter!("qdrant_endpoint_ejections_total", "endpoint" => url.to_owned()),
         }
@@ -193,20 +204,111 @@ impl EndpointHealth {
     pub(crate) fn ejections(&self) -> u64 {
         self.ejections.load(Ordering::Relaxed)
     }
+
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_retired(&self, retired: bool) {
+        self.retired.store(retired, Ordering::Release);
+    }
+
+    /// The Qdrant peer id it answered with, once known.
+    pub(crate) fn peer_id(&self) -> Option<u64> {
+        Some(self.peer_id.load(Ordering::Acquire)).filter(|&id| id != 0)
+    }
+
+    pub(crate) fn set_peer_id(&self, id: u64) {
+        self.peer_id.store(id, Ordering::Release);
+    }
+}
+
+/// A service's endpoints: slots filled in order and never emptied, so that an endpoint keeps
+/// its index for good (a request's record of the endpoints it tried holds indices). Reading
+/// is lock-free; adding (discovery) takes a lock.
+pub(crate) struct EndpointSet {
+    slots: Box<[OnceLock<Arc<EndpointPool>>]>,
+    len: AtomicUsize,
+    adding: Mutex<()>,
+}
+
+impl EndpointSet {
+    /// A set of `pools` with room for `capacity` endpoints in all.
+    pub(crate) fn new(pools: Vec<Arc<EndpointPool>>, capacity: usize) -> Self {
+        let capacity = capacity.max(pools.len());
+        let len = pools.len();
+        let slots: Box<[OnceLock<Arc<EndpointPool>>]> =
+            (0..capacity).map(|_| OnceLock::new()).collect();
+        for (slot, pool) in slots.iter().zip(pools) {
+            let _ = slot.set(pool);
+        }
+        EndpointSet {
+            slots,
+            len: AtomicUsize::new(len),
+            adding: Mutex::new(()),
+        }
+    }
+
+    /// How many endpoints there are (retired ones included).
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// How many there can be.
+    pub(crate) fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Endpoint `index`; the first one for an index past the end (never the case for an
+    /// index read from this set).
+    pub(crate) fn get(&self, index: usize) -> &Arc<EndpointPool> {
+        match self.slots.get(index).and_then(OnceLock::get) {
+            Some(pool) => pool,
+            None => self.first(),
+        }
+    }
+
+    fn first(&self) -> &Arc<EndpointPool> {
+        // The builder refuses a service without an endpoint, so slot 0 is always set.
+        self.slots[0]
+            .get()
+            .expect("a service has at least one endpoint")
+    }
+
+    /// Every endpoint, in index order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<EndpointPool>> {
+        self.slots[..self.len()].iter().filter_map(OnceLock::get)
+    }
+
+    /// Adds the endpoint `make(index)` builds, if there is room; returns it.
+    pub(crate) fn push(
+        &self,
+        make: impl FnOnce(usize) -> Arc<EndpointPool>,
+    ) -> Option<&Arc<EndpointPool>> {
+        let _adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = self.len();
+        let slot = self.slots.get(index)?;
+        let _ = slot.set(make(index));
+        self.len.store(index + 1, Ordering::Release);
+        slot.get()
+    }
+
+    fn health(&self, index: usize) -> &EndpointHealth {
+        &self.get(index).health
+    }
 }
 
 /// The endpoints' selection and outlier state, shared by a service's clones.
 pub(crate) struct Router {
     pub(crate) balance: Balance,
     pub(crate) outlier: OutlierDetection,
-    pub(crate) health: Box<[EndpointHealth]>,
     epoch: Instant,
     next: AtomicUsize,
     rng: AtomicU64,
 }
 
 impl Router {
-    pub(crate) fn new(balance: Balance, outlier: OutlierDetection, urls: &[&str]) -> Self {
+    pub(crate) fn new(balance: Balance, outlier: OutlierDetection) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x9E37_79B9_7F4A_7C15, |d| d.as_nanos() as u64)
@@ -214,7 +316,6 @@ impl Router {
         Router {
             balance,
             outlier,
-            health: urls.iter().map(|url| EndpointHealth::new(url)).collect(),
             epoch: Instant::now(),
             next: AtomicUsize::new(0),
             rng: AtomicU64::new(seed),
@@ -226,38 +327,45 @@ impl Router {
         at.saturating_duration_since(self.epoch).as_nanos() as u64 + 1
     }
 
-    pub(crate) fn is_ejected(&self, index: usize, now: Instant) -> bool {
-        let until = self.health[index].ejected_until.load(Ordering::Acquire);
+    pub(crate) fn is_ejected(&self, health: &EndpointHealth, now: Instant) -> bool {
+        let until = health.ejected_until.load(Ordering::Acquire);
         until != 0 && until > self.nanos(now)
     }
 
-    fn ejected_count(&self, now: Instant) -> usize {
-        (0..self.health.len())
-            .filter(|&i| self.is_ejected(i, now))
-            .count()
+    /// Endpoints in rotation (not retired), and how many of them are ejected.
+    fn counts(&self, set: &EndpointSet, now: Instant) -> (usize, usize) {
+        set.iter()
+            .filter(|pool| !pool.health.is_retired())
+            .fold((0, 0), |(live, ejected), pool| {
+                (
+                    live + 1,
+                    ejected + usize::from(self.is_ejected(&pool.health, now)),
+                )
+            })
     }
 
     /// The endpoint for an attempt that already went to the endpoints in `tried`, by the
-    /// balance policy; `load(i)` is endpoint `i`'s calls in flight.
+    /// balance policy. Retired endpoints are never picked.
     ///
     /// `advance`: whether this pick takes a round-robin turn (a first attempt being sent);
     /// a peek (`poll_ready`), a retry or a hedge does not — they would push the next call's
     /// turn out of order, and with a slow endpoint hedged around, that endpoint would get
     /// every other first attempt instead of one in n.
-    pub(crate) fn pick(&self, tried: u64, load: impl Fn(usize) -> usize, advance: bool) -> usize {
-        let n = self.health.len();
+    pub(crate) fn pick(&self, set: &EndpointSet, tried: u64, advance: bool) -> usize {
+        let n = set.len();
         if n == 1 {
             return 0;
         }
         let now = Instant::now();
         let untried = |i: usize| i >= 64 || tried & (1 << i) == 0;
+        let live = |i: usize| !set.health(i).is_retired();
         let candidates: [&dyn Fn(usize) -> bool; 3] = [
-            &|i| untried(i) && !self.is_ejected(i, now),
-            &|i| untried(i),
-            &|_| true,
+            &|i| live(i) && untried(i) && !self.is_ejected(set.health(i), now),
+            &|i| live(i) && untried(i),
+            &live,
         ];
         for accept in candidates {
-            if let Some(index) = self.choose(n, accept, &load, advance) {
+            if let Some(index) = self.choose(set, n, accept, advance) {
                 return index;
             }
         }
@@ -266,9 +374,9 @@ impl Router {
 
     fn choose(
         &self,
+        set: &EndpointSet,
         n: usize,
         accept: &dyn Fn(usize) -> bool,
-        load: &impl Fn(usize) -> usize,
         advance: bool,
     ) -> Option<usize> {
         match self.balance {
@@ -293,6 +401,7 @@ impl Router {
                         let a = (r % len as u64) as usize;
                         let b = (a + 1 + ((r >> 32) % (len as u64 - 1)) as usize) % len;
                         let (a, b) = (nth(a)?, nth(b)?);
+                        let load = |i: usize| set.get(i).in_flight();
                         Some(if load(b) < load(a) { b } else { a })
                     }
                 }
@@ -310,10 +419,15 @@ impl Router {
         x
     }
 
-    /// Counts an attempt's outcome on endpoint `index`: `None` for a success, `Some(kind)`
-    /// for a failure (only kinds that count against the backend count).
-    pub(crate) fn record(&self, index: usize, url: &str, outcome: Option<ErrorKind>) {
-        let health = &self.health[index];
+    /// Counts an attempt's outcome on `pool`: `None` for a success, `Some(kind)` for a
+    /// failure (only kinds that count against the backend count).
+    pub(crate) fn record(
+        &self,
+        set: &EndpointSet,
+        pool: &EndpointPool,
+        outcome: Option<ErrorKind>,
+    ) {
+        let health = &pool.health;
         match outcome {
             None => {
                 health.consecutive.store(0, Ordering::Relaxed);
@@ -324,25 +438,25 @@ impl Router {
                 let threshold = self.outlier.consecutive_failures;
                 let failures = health.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
                 if threshold > 0 && failures >= threshold {
-                    self.eject(index, url, "consecutive failures", Instant::now());
+                    self.eject(set, pool, "consecutive failures", Instant::now());
                 }
             }
             Some(_) => {}
         }
     }
 
-    /// Ejects endpoint `index` unless it is out already or the share of ejected endpoints is
-    /// at its bound; returns whether it did.
-    fn eject(&self, index: usize, url: &str, why: &str, now: Instant) -> bool {
-        let n = self.health.len();
-        if n < 2 || self.is_ejected(index, now) {
+    /// Ejects `pool` unless it is out already or the share of ejected endpoints (among those
+    /// in rotation) is at its bound; returns whether it did.
+    fn eject(&self, set: &EndpointSet, pool: &EndpointPool, why: &str, now: Instant) -> bool {
+        let health = &pool.health;
+        if self.is_ejected(health, now) || health.is_retired() {
             return false;
         }
-        let allowed = ((self.outlier.max_ejected_share * n as f64).floor() as usize).max(1);
-        if self.ejected_count(now) >= allowed {
+        let (live, ejected) = self.counts(set, now);
+        let allowed = ((self.outlier.max_ejected_share * live as f64).floor() as usize).max(1);
+        if live < 2 || ejected >= allowed {
             return false;
         }
-        let health = &self.health[index];
         let times = health.times_ejected.fetch_add(1, Ordering::AcqRel) + 1;
         let length = self
             .outlier
@@ -356,23 +470,23 @@ impl Router {
         health.ejections.fetch_add(1, Ordering::Relaxed);
         health.ejections_total.increment(1);
         health.ejected_gauge.set(1.0);
-        tracing::warn!(endpoint = url, why, for_ = ?length, "endpoint ejected");
+        tracing::warn!(endpoint = pool.url(), why, for_ = ?length, "endpoint ejected");
         true
     }
 
     /// One interval's end: success-rate outliers are ejected, ejection counts decay, the
     /// windows start over, and gauges of returned endpoints drop.
-    pub(crate) fn sweep(&self, urls: &[&str], now: Instant) {
+    pub(crate) fn sweep(&self, set: &EndpointSet, now: Instant) {
         let o = &self.outlier;
-        let rates: Vec<(usize, f64)> = self
-            .health
+        let rates: Vec<(&Arc<EndpointPool>, f64)> = set
             .iter()
-            .enumerate()
-            .filter_map(|(i, h)| {
+            .filter(|pool| !pool.health.is_retired())
+            .filter_map(|pool| {
+                let h = &pool.health;
                 let ok = h.window_ok.load(Ordering::Relaxed);
                 let failed = h.window_failed.load(Ordering::Relaxed);
                 (ok + failed >= o.request_volume.max(1))
-                    .then(|| (i, ok as f64 / (ok + failed) as f64))
+                    .then(|| (pool, ok as f64 / (ok + failed) as f64))
             })
             .collect();
         if o.minimum_hosts > 0 && rates.len() >= o.minimum_hosts {
@@ -380,16 +494,17 @@ impl Router {
             let variance =
                 rates.iter().map(|(_, r)| (r - mean).powi(2)).sum::<f64>() / rates.len() as f64;
             let floor = mean - o.stdev_factor * variance.sqrt();
-            for &(i, rate) in &rates {
+            for &(pool, rate) in &rates {
                 if rate < floor {
-                    self.eject(i, urls[i], "success-rate outlier", now);
+                    self.eject(set, pool, "success-rate outlier", now);
                 }
             }
         }
-        for (i, h) in self.health.iter().enumerate() {
+        for pool in set.iter() {
+            let h = &pool.health;
             let failed = h.window_failed.swap(0, Ordering::Relaxed);
             h.window_ok.store(0, Ordering::Relaxed);
-            if !self.is_ejected(i, now) {
+            if !self.is_ejected(h, now) {
                 h.ejected_gauge.set(0.0);
                 if failed == 0 {
                     let _ =
@@ -407,15 +522,62 @@ impl Router {
 mod tests {
     use super::*;
 
-    const URLS: [&str; 4] = ["a", "b", "c", "d"];
+    use crate::pool::PoolSettings;
+    use tonic::transport::Endpoint;
 
-    fn router(n: usize, balance: Balance, outlier: OutlierDetection) -> Router {
-        Router::new(balance, outlier, &URLS[..n])
+    const URLS: [&str; 4] = [
+        "http://a.invalid",
+        "http://b.invalid",
+        "http://c.invalid",
+        "http://d.invalid",
+    ];
+
+    /// A router over `n` endpoints (lazy channels, never connected).
+    struct R {
+        router: Router,
+        set: EndpointSet,
     }
 
-    fn fail(router: &Router, index: usize, times: u32) {
+    impl R {
+        fn is_ejected(&self, index: usize, now: Instant) -> bool {
+            self.router.is_ejected(&self.set.get(index).health, now)
+        }
+
+        fn record(&self, index: usize, outcome: Option<ErrorKind>) {
+            self.router.record(&self.set, self.set.get(index), outcome);
+        }
+
+        fn pick(&self, tried: u64, advance: bool) -> usize {
+            self.router.pick(&self.set, tried, advance)
+        }
+
+        fn sweep(&self, now: Instant) {
+            self.router.sweep(&self.set, now);
+        }
+    }
+
+    fn router(n: usize, balance: Balance, outlier: OutlierDetection) -> R {
+        let settings = PoolSettings {
+            min: 1,
+            max: 1,
+            grow_at: 64,
+            idle: Duration::from_secs(60),
+        };
+        let pools = (0..n)
+            .map(|i| {
+                let endpoint = Endpoint::from_static(URLS[i]);
+                EndpointPool::new(i, URLS[i].to_owned(), endpoint, settings, Vec::new())
+            })
+            .collect();
+        R {
+            router: Router::new(balance, outlier),
+            set: EndpointSet::new(pools, n),
+        }
+    }
+
+    fn fail(router: &R, index: usize, times: u32) {
         for _ in 0..times {
-            router.record(index, URLS[index], Some(ErrorKind::Unavailable));
+            router.record(index, Some(ErrorKind::Unavailable));
         }
     }
 
@@ -426,9 +588,9 @@ mod tests {
             .with_ejection(Duration::from_secs(10), Duration::from_secs(25));
         let r = router(3, Balance::RoundRobin, outlier);
         fail(&r, 0, 2);
-        r.record(0, "a", None); // a success in between starts the count over
+        r.record(0, None); // a success in between starts the count over
         fail(&r, 0, 2);
-        r.record(0, "a", Some(ErrorKind::InvalidRequest)); // the caller's fault: not counted
+        r.record(0, Some(ErrorKind::InvalidRequest)); // the caller's fault: not counted
         assert!(!r.is_ejected(0, Instant::now()));
         fail(&r, 0, 1);
         assert!(r.is_ejected(0, Instant::now()), "3 in a row");
@@ -445,7 +607,7 @@ mod tests {
         fail(&r, 0, 3);
         tokio::time::advance(Duration::from_secs(25)).await;
         assert!(!r.is_ejected(0, Instant::now()), "capped at 25 s, not 30");
-        assert_eq!(r.health[0].ejections(), 3);
+        assert_eq!(r.set.get(0).health.ejections(), 3);
     }
 
     #[tokio::test(start_paused = true)]
@@ -476,20 +638,20 @@ mod tests {
             .with_success_rate(Duration::from_secs(10), 3, 10)
             .with_stdev_factor(1.0);
         let r = router(4, Balance::RoundRobin, outlier);
-        for (i, url) in URLS.iter().enumerate() {
+        for i in 0..URLS.len() {
             for k in 0..20 {
                 let failed = i == 3 && k % 2 == 0 || i == 2 && k == 0;
-                r.record(i, url, failed.then_some(ErrorKind::Internal));
+                r.record(i, failed.then_some(ErrorKind::Internal));
             }
         }
-        r.sweep(&URLS, Instant::now());
+        r.sweep(Instant::now());
         let now = Instant::now();
         assert!(r.is_ejected(3, now), "50 % against ~97 %");
         assert!(!r.is_ejected(2, now), "95 % is within the spread");
         // Too few calls to judge: no ejection.
         let r = router(4, Balance::RoundRobin, outlier);
         fail(&r, 3, 5);
-        r.sweep(&URLS, Instant::now());
+        r.sweep(Instant::now());
         assert!(!r.is_ejected(3, Instant::now()));
     }
 
@@ -499,20 +661,44 @@ mod tests {
         let r = router(3, Balance::RoundRobin, outlier);
         fail(&r, 1, 1);
         for _ in 0..10 {
-            let picked = r.pick(0b001, |_| 0, false);
+            let picked = r.pick(0b001, false);
             assert_eq!(picked, 2, "0 tried, 1 ejected");
         }
-        assert_eq!(
-            r.pick(0b101, |_| 0, false),
-            1,
-            "only the ejected one left untried"
-        );
-        let any = r.pick(0b111, |_| 0, false);
+        assert_eq!(r.pick(0b101, false), 1, "only the ejected one left untried");
+        let any = r.pick(0b111, false);
         assert!(any < 3, "all tried: any");
 
         let r = router(3, Balance::PowerOfTwoChoices, OutlierDetection::disabled());
-        let load = |i: usize| if i == 0 { 5 } else { 0 };
-        let zero = (0..200).filter(|_| r.pick(0, load, true) == 0).count();
+        let busy = r.set.get(0);
+        let calls: Vec<_> = (0..5)
+            .map(|_| crate::pool::InFlight::start(Arc::clone(busy), 0))
+            .collect();
+        let zero = (0..200).filter(|_| r.pick(0, true) == 0).count();
         assert_eq!(zero, 0, "0 loses every draw it is in");
+        drop(calls);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retired_endpoints_are_never_picked_nor_counted_in_the_share() {
+        let outlier = OutlierDetection::default()
+            .with_consecutive_failures(1)
+            .with_max_ejected_share(0.5);
+        let r = router(4, Balance::RoundRobin, outlier);
+        r.set.get(1).health.set_retired(true);
+        r.set.get(2).health.set_retired(true);
+        for _ in 0..20 {
+            let picked = r.pick(0, true);
+            assert!(picked == 0 || picked == 3, "picked retired {picked}");
+        }
+        // All live ones tried: still a live one.
+        assert!(matches!(r.pick(0b1001, false), 0 | 3));
+        // Two in rotation: one may be ejected, not both.
+        fail(&r, 0, 1);
+        fail(&r, 3, 1);
+        let now = Instant::now();
+        assert!(r.is_ejected(0, now) && !r.is_ejected(3, now));
+        // A retired endpoint is not ejected.
+        fail(&r, 1, 3);
+        assert!(!r.is_ejected(1, now));
     }
 }

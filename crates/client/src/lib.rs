@@ -23,6 +23,7 @@
 mod by_ref;
 mod chunked;
 mod degraded;
+pub mod discovery;
 pub mod endpoints;
 mod error;
 pub mod log;

@@ -16,6 +16,8 @@ use arc_swap::ArcSwap;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::endpoints::{EndpointHealth, EndpointSet};
+
 /// How the connections to each endpoint grow and shrink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PoolSettings {
@@ -46,6 +48,8 @@ pub(crate) struct EndpointPool {
     gauge: metrics::Gauge,
     /// `qdrant_connections_replaced_total{endpoint}`.
     replaced_total: metrics::Counter,
+    /// Outlier detection's state of the endpoint, and whether discovery retired it.
+    pub(crate) health: EndpointHealth,
 }
 
 /// A channel picked for one call, and where it came from.
@@ -86,6 +90,7 @@ impl EndpointPool {
         gauge.set(settings.min as f64);
         let replaced_total =
             metrics::counter!("qdrant_connections_replaced_total", "endpoint" => url.clone());
+        let url_label = url.clone();
         Arc::new(EndpointPool {
             index,
             url,
@@ -102,6 +107,7 @@ impl EndpointPool {
             quiet_since: Mutex::new(None),
             gauge,
             replaced_total,
+            health: EndpointHealth::new(&url_label),
         })
     }
 
@@ -193,7 +199,9 @@ impl EndpointPool {
             shrunk: self.shrunk.load(Ordering::Relaxed),
             replaced: self.replaced.load(Ordering::Relaxed),
             ejected: false,
-            ejections: 0,
+            ejections: self.health.ejections(),
+            retired: self.health.is_retired(),
+            peer_id: self.health.peer_id(),
         }
     }
 }
@@ -222,29 +230,22 @@ impl Drop for InFlight {
     }
 }
 
-/// Shrinks idle pools until every pool is gone. Runs only when some pool can shrink.
-pub(crate) fn spawn_reaper(pools: &[Arc<EndpointPool>]) {
-    let Some(idle) = pools
-        .iter()
-        .filter(|p| p.settings.max > p.settings.min)
-        .map(|p| p.settings.idle)
-        .min()
-    else {
+/// Shrinks idle pools (those discovery adds later too) until the service is gone. Runs only
+/// when pools can shrink (`settings`, the same for every endpoint).
+pub(crate) fn spawn_reaper(set: Weak<EndpointSet>, settings: PoolSettings) {
+    if settings.max <= settings.min {
         return;
-    };
-    let period = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
-    let pools: Vec<Weak<EndpointPool>> = pools.iter().map(Arc::downgrade).collect();
+    }
+    let period = (settings.idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(period).await;
-            let now = Instant::now();
-            let mut alive = false;
-            for pool in pools.iter().filter_map(Weak::upgrade) {
-                alive = true;
-                pool.reap(now);
-            }
-            if !alive {
+            let Some(set) = set.upgrade() else {
                 return;
+            };
+            let now = Instant::now();
+            for pool in set.iter() {
+                pool.reap(now);
             }
         }
     });
@@ -277,4 +278,8 @@ pub struct PoolStats {
     pub ejected: bool,
     /// How many times outlier detection ejected it.
     pub ejections: u64,
+    /// Whether discovery took it out of rotation (its peer left the cluster).
+    pub retired: bool,
+    /// The Qdrant peer id it answered discovery with, once known.
+    pub peer_id: Option<u64>,
 }

@@ -17,7 +17,8 @@ use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{ClientTlsConfig, Endpoint};
 use tower_service::Service;
 
-use crate::endpoints::{Balance, OutlierDetection, Router};
+use crate::discovery::{Discovery, DiscoveryReport};
+use crate::endpoints::{Balance, EndpointSet, OutlierDetection, Router};
 use crate::error::VectorError;
 use crate::pool::{EndpointPool, InFlight, Picked, PoolSettings, PoolStats};
 use crate::request::{VectorRequest, VectorResponse, dispatch};
@@ -99,35 +100,35 @@ const DEADLINE_SLACK: Duration = Duration::from_millis(2);
 /// # }
 /// ```
 pub struct QdrantService {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     /// The channel `poll_ready` reserved a slot on, which the next `call` uses.
     ready: Option<Picked>,
 }
 
-struct Shared {
-    pools: Box<[Arc<EndpointPool>]>,
-    router: Router,
+pub(crate) struct Shared {
+    pub(crate) endpoints: Arc<EndpointSet>,
+    pub(crate) router: Router,
     options: CallOptions,
     limits: Limits,
+    /// How to reach an endpoint discovery adds: the settings every endpoint shares.
+    pub(crate) template: EndpointTemplate,
+    /// Endpoint discovery, when configured.
+    pub(crate) discovery: Option<crate::discovery::State>,
 }
 
 impl Shared {
     /// Counts the outcome of an attempt on its endpoint, for outlier detection.
     fn record(&self, in_flight: &InFlight, outcome: Option<ErrorKind>) {
-        if self.pools.len() > 1 {
-            let pool = in_flight.pool();
-            self.router.record(pool.index, pool.url(), outcome);
+        if self.endpoints.len() > 1 {
+            self.router
+                .record(&self.endpoints, in_flight.pool(), outcome);
         }
     }
 
     /// The endpoint for an attempt that already went to those in `tried` (see
     /// `Router::pick` for `advance`).
     fn endpoint(&self, tried: u64, advance: bool) -> usize {
-        if self.pools.len() == 1 {
-            return 0;
-        }
-        self.router
-            .pick(tried, |i| self.pools[i].in_flight(), advance)
+        self.router.pick(&self.endpoints, tried, advance)
     }
 }
 
@@ -170,12 +171,11 @@ impl QdrantService {
     pub fn pool_stats(&self) -> Vec<PoolStats> {
         let now = Instant::now();
         self.shared
-            .pools
+            .endpoints
             .iter()
             .map(|pool| {
                 let mut stats = pool.stats();
-                stats.ejected = self.shared.router.is_ejected(pool.index, now);
-                stats.ejections = self.shared.router.health[pool.index].ejections();
+                stats.ejected = self.shared.router.is_ejected(&pool.health, now);
                 stats
             })
             .collect()
@@ -220,6 +220,39 @@ impl QdrantService {
     pub fn health_check(&self, config: HealthConfig) -> Result<HealthCheck, LayerConfigError> {
         HealthCheck::for_service(config, self.clone(), VectorRequest::health_check())
     }
+
+    /// Runs one round of [endpoint discovery](crate::discovery) now — the service also runs
+    /// one every interval on its own — and tells what it found and changed.
+    ///
+    /// Fails with [`ErrorKind::InvalidRequest`] if discovery is not configured
+    /// ([`QdrantServiceBuilder::discovery`]), and with the last endpoint's error if none
+    /// answered (then nothing changes).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use qdrant_tower_client::QdrantService;
+    /// use qdrant_tower_client::discovery::Discovery;
+    ///
+    /// let service = QdrantService::builder()
+    ///     .endpoint("http://10.0.0.5:6334")
+    ///     .discovery(Discovery::new())
+    ///     .build()?;
+    /// let report = service.discover().await?;
+    /// println!("{} peers, added {:?}", report.peers.len(), report.added);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn discover(&self) -> Result<DiscoveryReport, VectorError> {
+        let Some(state) = &self.shared.discovery else {
+            return Err(VectorError::new(
+                ErrorKind::InvalidRequest,
+                "discover",
+                "endpoint discovery is not configured (QdrantServiceBuilder::discovery)",
+            )
+            .with_maybe_sent(false));
+        };
+        crate::discovery::round(&self.shared, state).await
+    }
 }
 
 impl Clone for QdrantService {
@@ -250,7 +283,7 @@ impl Service<VectorRequest> for QdrantService {
         let shared = &self.shared;
         let picked = self
             .ready
-            .get_or_insert_with(|| shared.pools[shared.endpoint(0, false)].pick());
+            .get_or_insert_with(|| shared.endpoints.get(shared.endpoint(0, false)).pick());
         let (pool, slot) = (Arc::clone(&picked.pool), picked.slot);
         Service::<http::Request<tonic::body::Body>>::poll_ready(&mut picked.channel, cx).map_err(
             |error| {
@@ -303,7 +336,7 @@ impl Service<VectorRequest> for QdrantService {
         // for readiness itself otherwise).
         let picked = match self.ready.take() {
             Some(ready) if ready.pool.index == index => ready,
-            _ => self.shared.pools[index].pick(),
+            _ => self.shared.endpoints.get(index).pick(),
         };
         if index < 64 {
             op.tried.fetch_or(1 << index, Ordering::AcqRel);
@@ -510,6 +543,7 @@ pub struct QdrantServiceBuilder {
     limits: Limits,
     balance: Balance,
     outlier: OutlierDetection,
+    discovery: Option<Discovery>,
 }
 
 impl Default for QdrantServiceBuilder {
@@ -531,6 +565,7 @@ impl Default for QdrantServiceBuilder {
             limits: Limits::default(),
             balance: Balance::default(),
             outlier: OutlierDetection::default(),
+            discovery: None,
         }
     }
 }
@@ -561,6 +596,7 @@ impl fmt::Debug for QdrantServiceBuilder {
             .field("limits", &self.limits)
             .field("balance", &self.balance)
             .field("outlier", &self.outlier)
+            .field("discovery", &self.discovery)
             .finish()
     }
 }
@@ -578,6 +614,13 @@ impl QdrantServiceBuilder {
     /// [`endpoints`](crate::endpoints).
     pub fn outlier_detection(mut self, outlier: OutlierDetection) -> Self {
         self.outlier = outlier;
+        self
+    }
+
+    /// Reads a Qdrant cluster's peers from the cluster and follows its membership: the
+    /// configured endpoints are the seeds. Default off; see [`discovery`](crate::discovery).
+    pub fn discovery(mut self, discovery: Discovery) -> Self {
+        self.discovery = Some(discovery);
         self
     }
 
@@ -694,30 +737,31 @@ impl QdrantServiceBuilder {
     ///
     /// Must be called within a Tokio runtime (tonic spawns each channel's worker).
     pub fn build(self) -> Result<QdrantService, ConfigError> {
-        let routing = (self.balance, self.outlier);
-        let (endpoints, settings, options, limits) = self.prepare()?;
-        let pools = endpoints
-            .into_iter()
+        let prepared = self.prepare()?;
+        let settings = prepared.template.settings;
+        let pools = prepared
+            .endpoints
+            .iter()
             .enumerate()
             .map(|(index, (url, endpoint))| {
-                EndpointPool::new(index, url, endpoint, settings, Vec::new())
+                EndpointPool::new(index, url.clone(), endpoint.clone(), settings, Vec::new())
             })
             .collect();
-        Ok(QdrantService::new(pools, options, limits, routing))
+        Ok(QdrantService::new(pools, prepared))
     }
 
     /// Builds the service and opens every connection first, failing with a
     /// [`ErrorKind::Connect`] error naming the endpoint if one cannot be reached within the
     /// connect timeout.
     pub async fn connect(self) -> Result<QdrantService, VectorError> {
-        let routing = (self.balance, self.outlier);
-        let (endpoints, settings, options, limits) = self.prepare().map_err(|error| {
+        let prepared = self.prepare().map_err(|error| {
             VectorError::new(ErrorKind::InvalidRequest, "connect", error.to_string())
                 .with_source(error)
                 .with_maybe_sent(false)
         })?;
-        let mut pools = Vec::with_capacity(endpoints.len());
-        for (index, (url, endpoint)) in endpoints.into_iter().enumerate() {
+        let settings = prepared.template.settings;
+        let mut pools = Vec::with_capacity(prepared.endpoints.len());
+        for (index, (url, endpoint)) in prepared.endpoints.iter().enumerate() {
             let mut channels = Vec::with_capacity(settings.max);
             for _ in 0..settings.min {
                 let channel = endpoint.connect().await.map_err(|error| {
@@ -728,15 +772,18 @@ impl QdrantServiceBuilder {
                 })?;
                 channels.push(channel);
             }
-            pools.push(EndpointPool::new(index, url, endpoint, settings, channels));
+            pools.push(EndpointPool::new(
+                index,
+                url.clone(),
+                endpoint.clone(),
+                settings,
+                channels,
+            ));
         }
-        Ok(QdrantService::new(pools, options, limits, routing))
+        Ok(QdrantService::new(pools, prepared))
     }
 
-    #[allow(clippy::type_complexity)]
-    fn prepare(
-        self,
-    ) -> Result<(Vec<(String, Endpoint)>, PoolSettings, CallOptions, Limits), ConfigError> {
+    fn prepare(self) -> Result<Prepared, ConfigError> {
         if self.endpoints.is_empty() {
             return Err(ConfigError::new(
                 "endpoint",
@@ -768,38 +815,33 @@ impl QdrantServiceBuilder {
                 "must be greater than zero",
             ));
         }
-        let settings = PoolSettings {
-            min,
-            max,
-            grow_at: self.grow_at,
-            idle: self.idle_timeout,
-        };
-        let mut endpoints = Vec::new();
-        for url in &self.endpoints {
-            let mut endpoint = Endpoint::from_shared(url.clone())
-                .map_err(|error| {
-                    ConfigError::new("endpoint", format!("`{url}` is not a valid URL: {error}"))
-                })?
-                .connect_timeout(self.connect_timeout)
-                .tcp_nodelay(true)
-                .tcp_keepalive(Some(Duration::from_secs(60)))
-                .keep_alive_timeout(self.keep_alive_timeout)
-                .keep_alive_while_idle(self.keep_alive_interval.is_some());
-            if let Some(interval) = self.keep_alive_interval {
-                endpoint = endpoint.http2_keep_alive_interval(interval);
-            }
-            let tls = match (&self.tls, endpoint.uri().scheme_str()) {
-                (Some(tls), _) => Some(tls.clone()),
-                (None, Some("https")) => Some(ClientTlsConfig::new().with_native_roots()),
-                (None, _) => None,
-            };
-            if let Some(tls) = tls {
-                endpoint = endpoint
-                    .tls_config(tls)
-                    .map_err(|error| ConfigError::new("tls", error.to_string()))?;
-            }
-            endpoints.push((url.clone(), endpoint));
+        if let Some(discovery) = &self.discovery {
+            discovery.validate(self.endpoints.len())?;
         }
+        let template = EndpointTemplate {
+            settings: PoolSettings {
+                min,
+                max,
+                grow_at: self.grow_at,
+                idle: self.idle_timeout,
+            },
+            connect_timeout: self.connect_timeout,
+            keep_alive_interval: self.keep_alive_interval,
+            keep_alive_timeout: self.keep_alive_timeout,
+            tls: self.tls,
+        };
+        let endpoints = self
+            .endpoints
+            .iter()
+            .map(|url| Ok((url.clone(), template.endpoint(url)?)))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let discovery = match self.discovery {
+            Some(discovery) => Some(crate::discovery::State::new(
+                discovery,
+                self.api_key.as_deref(),
+            )?),
+            None => None,
+        };
         let api_key = match self.api_key {
             Some(key) => {
                 let mut value = AsciiMetadataValue::try_from(key).map_err(|_| {
@@ -835,28 +877,87 @@ impl QdrantServiceBuilder {
             max_bytes: self.limits.max_bytes.min(self.max_message_size),
             ..self.limits
         };
-        Ok((endpoints, settings, options, limits))
+        Ok(Prepared {
+            endpoints,
+            template,
+            options,
+            limits,
+            router: Router::new(self.balance, self.outlier),
+            discovery,
+        })
+    }
+}
+
+/// A builder's settings, checked and ready.
+struct Prepared {
+    endpoints: Vec<(String, Endpoint)>,
+    template: EndpointTemplate,
+    options: CallOptions,
+    limits: Limits,
+    router: Router,
+    discovery: Option<crate::discovery::State>,
+}
+
+/// What every endpoint shares: how to connect and how its connections grow.
+pub(crate) struct EndpointTemplate {
+    pub(crate) settings: PoolSettings,
+    connect_timeout: Duration,
+    keep_alive_interval: Option<Duration>,
+    keep_alive_timeout: Duration,
+    tls: Option<ClientTlsConfig>,
+}
+
+impl EndpointTemplate {
+    /// The tonic endpoint for `url`, with these settings.
+    pub(crate) fn endpoint(&self, url: &str) -> Result<Endpoint, ConfigError> {
+        let mut endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|error| {
+                ConfigError::new("endpoint", format!("`{url}` is not a valid URL: {error}"))
+            })?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .tcp_keepalive(Some(Duration::from_secs(60)))
+            .keep_alive_timeout(self.keep_alive_timeout)
+            .keep_alive_while_idle(self.keep_alive_interval.is_some());
+        if let Some(interval) = self.keep_alive_interval {
+            endpoint = endpoint.http2_keep_alive_interval(interval);
+        }
+        let tls = match (&self.tls, endpoint.uri().scheme_str()) {
+            (Some(tls), _) => Some(tls.clone()),
+            (None, Some("https")) => Some(ClientTlsConfig::new().with_native_roots()),
+            (None, _) => None,
+        };
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|error| ConfigError::new("tls", error.to_string()))?;
+        }
+        Ok(endpoint)
     }
 }
 
 impl QdrantService {
-    fn new(
-        pools: Vec<Arc<EndpointPool>>,
-        options: CallOptions,
-        limits: Limits,
-        (balance, outlier): (Balance, OutlierDetection),
-    ) -> Self {
-        crate::pool::spawn_reaper(&pools);
-        let urls: Vec<&str> = pools.iter().map(|pool| pool.url()).collect();
-        let router = Router::new(balance, outlier, &urls);
+    fn new(pools: Vec<Arc<EndpointPool>>, prepared: Prepared) -> Self {
+        let capacity = prepared
+            .discovery
+            .as_ref()
+            .map_or(pools.len(), |d| d.settings.max_endpoints);
+        let endpoints = Arc::new(EndpointSet::new(pools, capacity));
+        crate::pool::spawn_reaper(Arc::downgrade(&endpoints), prepared.template.settings);
+        let discovering = prepared.discovery.is_some();
         let shared = Arc::new(Shared {
-            pools: pools.into_boxed_slice(),
-            router,
-            options,
-            limits,
+            endpoints,
+            router: prepared.router,
+            options: prepared.options,
+            limits: prepared.limits,
+            template: prepared.template,
+            discovery: prepared.discovery,
         });
-        if shared.pools.len() > 1 {
+        if shared.endpoints.capacity() > 1 {
             spawn_sweeper(Arc::downgrade(&shared));
+        }
+        if discovering {
+            crate::discovery::spawn(Arc::downgrade(&shared));
         }
         QdrantService {
             shared,
@@ -877,8 +978,7 @@ fn spawn_sweeper(shared: std::sync::Weak<Shared>) {
             let Some(shared) = shared.upgrade() else {
                 return;
             };
-            let urls: Vec<&str> = shared.pools.iter().map(|pool| pool.url()).collect();
-            shared.router.sweep(&urls, Instant::now());
+            shared.router.sweep(&shared.endpoints, Instant::now());
         }
     });
 }
@@ -892,7 +992,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
         ConfigError {
             field,
             reason: reason.into(),
