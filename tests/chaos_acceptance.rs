@@ -418,9 +418,11 @@ async fn no_call_outlives_its_deadline_on_a_slow_server_or_a_blackhole() {
     rig.proxy.clear();
     tally.summary("slow server and blackhole", rig.attempts().len(), 0);
     assert!(tally.ok > 0, "the fast calls succeed");
+    // The slow calls time out, and once they have tripped the breaker, calls are rejected:
+    // which of the two a call meets depends on timing, that it is one of them does not.
     assert!(
-        tally.failed.contains_key(&ErrorKind::Timeout),
-        "slow calls end in timeouts: {:?}",
+        tally.failed.contains_key(&ErrorKind::Timeout) || tally.rejected > 0,
+        "slow calls end in timeouts or rejections: {:?}",
         tally.failed
     );
     assert!(

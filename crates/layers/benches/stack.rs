@@ -6,11 +6,19 @@
 //! Every call is driven by hand (`poll_ready`, `call`, one `poll` with a no-op waker), so the
 //! figures hold the middleware's own cost and nothing of an executor.
 //!
-//! Run: `CARGO_TARGET_DIR=/work/target-layers cargo bench -p qdrant-tower-layers --bench stack`
+//! Each layer alone is measured too, with tower's own retry and timeout and tower-resilience's
+//! breaker and retry alone, so that every figure has its ratio to the bare service from the
+//! same run. After the timings, each service's allocations per call are counted (a counting
+//! global allocator, `allocation-counter`) and written next to criterion's results
+//! (`<criterion dir>/allocations.json`), where `benches/report.py` reads them for
+//! BENCHMARKS.md.
+//!
+//! Run: `cargo bench -p qdrant-tower-layers --bench stack`
 
 use std::future::{Future, Ready, ready};
 use std::hint::black_box;
 use std::pin::pin;
+use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -33,6 +41,15 @@ enum E {
     Unhealthy(Unhealthy),
     Open(CircuitOpen),
 }
+
+impl std::fmt::Display for E {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+/// tower's timeout wants an error it can box.
+impl std::error::Error for E {}
 
 impl Classify for E {
     fn kind(&self) -> ErrorKind {
@@ -93,6 +110,9 @@ where
     }
 }
 
+/// Allocations per call, by benchmark name.
+static ALLOCATIONS: Mutex<Vec<(String, f64)>> = Mutex::new(Vec::new());
+
 fn bench_one<S, T, Er>(c: &mut Criterion, name: &str, mut svc: S)
 where
     S: Service<Search, Response = T, Error = Er>,
@@ -102,6 +122,45 @@ where
     c.bench_function(name, |b| {
         b.iter(|| black_box(drive(black_box(&mut svc), &mut cx)))
     });
+    // After warm-up (lazily built state is there by now): the allocations of 1000 calls.
+    const CALLS: u64 = 1000;
+    let counted = allocation_counter::measure(|| {
+        for _ in 0..CALLS {
+            black_box(drive(&mut svc, &mut cx));
+        }
+    });
+    let per_call = counted.count_total as f64 / CALLS as f64;
+    ALLOCATIONS
+        .lock()
+        .unwrap()
+        .push((name.to_owned(), per_call));
+}
+
+/// Writes the allocation counts where criterion writes its results.
+fn write_allocations() {
+    let dir = std::env::var_os("CRITERION_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
+                });
+            target.join("criterion")
+        });
+    let counts = ALLOCATIONS.lock().unwrap();
+    let body: Vec<String> = counts
+        .iter()
+        .map(|(name, per_call)| format!("  \"{name}\": {per_call}"))
+        .collect();
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("allocations.json");
+    if let Err(error) = std::fs::write(&path, format!("{{\n{}\n}}\n", body.join(",\n"))) {
+        eprintln!("cannot write {path:?}: {error}");
+    }
+    for (name, per_call) in counts.iter() {
+        println!("allocations per call: {name}: {per_call}");
+    }
 }
 
 fn health_check() -> HealthCheck {
@@ -124,6 +183,14 @@ fn success_path(c: &mut Criterion) {
     let breaker = || Breaker::new("qdrant", BreakerConfig::default()).unwrap();
 
     bench_one(c, "stack/bare", noop());
+    bench_one(
+        c,
+        "stack/retry",
+        RetryLayer::new(RetryPolicy::default())
+            .unwrap()
+            .layer(noop()),
+    );
+    bench_one(c, "stack/breaker", breaker().layer().layer(noop()));
     bench_one(
         c,
         "stack/deadline",
@@ -191,6 +258,54 @@ fn success_path(c: &mut Criterion) {
         .layer(TrBreaker::builder().build().unwrap())
         .service(noop());
     bench_one(c, "stack/tower_resilience_retry_breaker", svc);
+    bench_one(
+        c,
+        "stack/tower_resilience_retry",
+        TrRetry::<Search, (), _>::builder()
+            .max_attempts(3)
+            .exponential_backoff(Duration::from_millis(100))
+            .build()
+            .layer(noop()),
+    );
+    bench_one(
+        c,
+        "stack/tower_resilience_breaker",
+        TrBreaker::builder().build().unwrap().layer(noop()),
+    );
+
+    // tower's own: its timeout, and its retry with a fixed number of attempts.
+    bench_one(
+        c,
+        "stack/tower_timeout",
+        tower::timeout::TimeoutLayer::new(Duration::from_secs(10)).layer(noop()),
+    );
+    bench_one(
+        c,
+        "stack/tower_retry",
+        tower::retry::RetryLayer::new(Attempts(3)).layer(noop()),
+    );
+    write_allocations();
+}
+
+/// tower's retry policy in its simplest form: up to `n` attempts on any error, at once.
+#[derive(Clone)]
+struct Attempts(u32);
+
+impl tower::retry::Policy<Search, (), E> for Attempts {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut Search, result: &mut Result<(), E>) -> Option<Self::Future> {
+        if result.is_err() && self.0 > 1 {
+            self.0 -= 1;
+            Some(ready(()))
+        } else {
+            None
+        }
+    }
+
+    fn clone_request(&mut self, request: &Search) -> Option<Search> {
+        Some(*request)
+    }
 }
 
 criterion_group! {

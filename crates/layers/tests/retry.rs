@@ -884,7 +884,10 @@ impl metrics::Recorder for Counts {
 #[tokio::test(start_paused = true)]
 async fn retries_budget_refusals_and_deadlines_are_counted() {
     let counts = Counts::default();
+    // Delays of 100 and 200 ms: both retries fall within the budget's 1 s window (a retry a
+    // full window after the last one would be paid by the floor again).
     let policy = exact()
+        .with_time_scale(0.1)
         .with_budget(BudgetSettings {
             ttl: secs(1),
             min_per_sec: 1,

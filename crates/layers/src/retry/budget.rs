@@ -2,10 +2,10 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tower::retry::budget::{Budget, TpsBudget};
+use tokio::time::Instant;
 
 /// A budget of retries shared by every service that holds a clone of it.
 ///
@@ -16,13 +16,19 @@ use tower::retry::budget::{Budget, TpsBudget};
 /// `max_attempts` times the traffic exactly when it can least take it; with the default
 /// budget it sees at most 1.2 times, plus the floor.
 ///
-/// This is tower's [`TpsBudget`] (Finagle's design) with a count of refusals. Clones share
-/// the budget; one budget may be shared by several [`RetryLayer`](super::RetryLayer)s with
+/// The design is Finagle's, as tower's `TpsBudget` has it (the same amounts: a deposit of 1,
+/// a withdrawal of `1 / retry_percent`, a reserve of `min_per_sec × ttl` withdrawals), without
+/// its lock: the window is ten slots of `ttl / 10`, each an atomic counter, and the slot in use
+/// follows Tokio's clock (so paused-clock tests see it move). Clones share the budget; one
+/// budget may be shared by several [`RetryLayer`](super::RetryLayer)s with
 /// [`RetryLayer::with_budget`](super::RetryLayer::with_budget).
 ///
 /// # Cost
-/// A deposit or withdrawal takes a short uncontended lock (to rotate the window) and a few
-/// atomic operations.
+/// A deposit is one clock read (none with [`deposit_at`](Self::deposit_at), when the caller
+/// read the clock already: the retry layer does) and two atomic operations, a withdrawal a
+/// clock read and eleven loads. When the window moves on, the one caller that moves it clears
+/// the slots it skipped; a deposit racing that clearing may be lost, which only ever makes the
+/// budget stricter by that deposit.
 ///
 /// # Bound
 /// The window starts full: a client may spend `min_per_sec * ttl` retries at once, then
@@ -34,9 +40,97 @@ pub struct RetryBudget {
 }
 
 struct Shared {
-    tps: TpsBudget,
+    tps: Tps,
     settings: BudgetSettings,
     refusals: AtomicU64,
+}
+
+/// The number of slots the window is cut into.
+const SLOTS: usize = 10;
+
+/// The sliding window of deposits and withdrawals.
+struct Tps {
+    epoch: Instant,
+    /// A slot's length.
+    slot_nanos: u64,
+    /// The slot index (counted from `epoch`) the window ends with.
+    current: AtomicU64,
+    slots: [AtomicI64; SLOTS],
+    reserve: i64,
+    deposit_amount: i64,
+    withdraw_amount: i64,
+}
+
+impl Tps {
+    fn new(settings: BudgetSettings) -> Self {
+        let (deposit_amount, withdraw_amount) = if settings.retry_percent == 0.0 {
+            (0, 1)
+        } else if settings.retry_percent <= 1.0 {
+            (1, (1.0 / settings.retry_percent) as i64)
+        } else {
+            (1000, (1000.0 / settings.retry_percent) as i64)
+        };
+        let reserve = i64::from(settings.min_per_sec)
+            .saturating_mul(settings.ttl.as_secs() as i64)
+            .saturating_mul(withdraw_amount);
+        Tps {
+            epoch: Instant::now(),
+            slot_nanos: (settings.ttl.as_nanos() as u64 / SLOTS as u64).max(1),
+            current: AtomicU64::new(0),
+            slots: Default::default(),
+            reserve,
+            deposit_amount,
+            withdraw_amount,
+        }
+    }
+
+    /// Moves the window to `now` and returns the slot in use.
+    fn advance(&self, now: Instant) -> &AtomicI64 {
+        let index = now.saturating_duration_since(self.epoch).as_nanos() as u64 / self.slot_nanos;
+        let mut current = self.current.load(Ordering::Acquire);
+        while current < index {
+            match self.current.compare_exchange_weak(
+                current,
+                index,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    // The slots of the windows skipped, now past the end: emptied.
+                    for skipped in (current + 1..=index).rev().take(SLOTS) {
+                        self.slots[skipped as usize % SLOTS].store(0, Ordering::Relaxed);
+                    }
+                    break;
+                }
+                Err(actual) => current = actual,
+            }
+        }
+        &self.slots[index.max(current) as usize % SLOTS]
+    }
+
+    fn deposit(&self, now: Instant) {
+        if self.deposit_amount != 0 {
+            self.advance(now)
+                .fetch_add(self.deposit_amount, Ordering::Relaxed);
+        }
+    }
+
+    fn balance(&self) -> i64 {
+        self.slots
+            .iter()
+            .map(|slot| slot.load(Ordering::Relaxed))
+            .fold(self.reserve, i64::saturating_add)
+    }
+
+    fn withdraw(&self, now: Instant) -> bool {
+        let slot = self.advance(now);
+        if self.balance() >= self.withdraw_amount {
+            slot.fetch_sub(self.withdraw_amount, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The parameters of a [`RetryBudget`].
@@ -101,7 +195,7 @@ impl RetryBudget {
         settings.validate()?;
         Ok(RetryBudget {
             shared: Arc::new(Shared {
-                tps: TpsBudget::new(settings.ttl, settings.min_per_sec, settings.retry_percent),
+                tps: Tps::new(settings),
                 settings,
                 refusals: AtomicU64::new(0),
             }),
@@ -115,12 +209,17 @@ impl RetryBudget {
 
     /// Records a call (done by the retry service for every call it receives).
     pub fn deposit(&self) {
-        self.shared.tps.deposit();
+        self.shared.tps.deposit(Instant::now());
+    }
+
+    /// Records a call at `now`, a clock reading the caller has already taken.
+    pub fn deposit_at(&self, now: Instant) {
+        self.shared.tps.deposit(now);
     }
 
     /// Takes one retry from the budget; `false` (and one more refusal counted) when it is empty.
     pub fn withdraw(&self) -> bool {
-        let ok = self.shared.tps.withdraw();
+        let ok = self.shared.tps.withdraw(Instant::now());
         if !ok {
             self.shared.refusals.fetch_add(1, Ordering::Relaxed);
         }
@@ -149,6 +248,7 @@ impl fmt::Debug for RetryBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryBudget")
             .field("settings", &self.shared.settings)
+            .field("balance", &self.shared.tps.balance())
             .field("refusals", &self.refusals())
             .finish()
     }
@@ -174,6 +274,82 @@ mod tests {
         }
         let granted = (0..50).filter(|_| budget.withdraw()).count();
         assert_eq!(granted, 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deposits_leave_the_window_after_ttl() {
+        let budget = RetryBudget::new(Duration::from_secs(1), 0, 1.0);
+        budget.deposit();
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(!budget.withdraw(), "the deposit expired");
+        // Deposits spread over the window all count until each one's slot leaves it.
+        let budget = RetryBudget::new(Duration::from_secs(10), 0, 1.0);
+        for _ in 0..5 {
+            budget.deposit();
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        // 5 s after the first deposit: all five count.
+        assert!((0..5).all(|_| budget.withdraw()));
+        assert!(!budget.withdraw());
+        for _ in 0..5 {
+            budget.deposit();
+        }
+        // 10 s later the window has moved past every one of them.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(!budget.withdraw());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_floor_refills_as_the_window_moves() {
+        let budget = RetryBudget::new(Duration::from_secs(2), 3, 0.0);
+        assert_eq!(
+            (0..10).filter(|_| budget.withdraw()).count(),
+            6,
+            "3/s × 2 s"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(
+            (0..10).filter(|_| budget.withdraw()).count(),
+            0,
+            "spent within the window"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(
+            (0..10).filter(|_| budget.withdraw()).count(),
+            6,
+            "the spending left the window"
+        );
+    }
+
+    #[test]
+    fn many_threads_never_overdraw_more_than_their_number() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let budget = RetryBudget::new(Duration::from_secs(60), 0, 0.5);
+        let granted = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    let _guard = runtime.enter();
+                    for _ in 0..1000 {
+                        budget.deposit();
+                        if budget.withdraw() {
+                            granted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        // 4000 deposits buy 2000 retries; a withdrawal checks then takes, so each thread can
+        // overdraw by one at most.
+        let granted = granted.into_inner();
+        assert!(
+            (1996..=2004).contains(&granted),
+            "{granted} retries granted"
+        );
     }
 
     #[test]

@@ -183,18 +183,19 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        if let Some(budget) = &self.shared.budget {
-            budget.deposit();
-        }
         let mut request = request;
-        let deadline =
-            if self.shared.policy.load().deadline().is_some() || request.deadline().is_some() {
-                let now = Instant::now();
-                self.deadline_for(&mut request, now)
-                    .map(|at| (at, at.saturating_duration_since(now)))
-            } else {
-                None
-            };
+        let timed = self.shared.policy.load().deadline().is_some() || request.deadline().is_some();
+        // One clock read for the budget and the deadline both.
+        let now = (timed || self.shared.budget.is_some()).then(Instant::now);
+        if let (Some(budget), Some(now)) = (&self.shared.budget, now) {
+            budget.deposit_at(now);
+        }
+        let deadline = match now {
+            Some(now) if timed => self
+                .deadline_for(&mut request, now)
+                .map(|at| (at, at.saturating_duration_since(now))),
+            _ => None,
+        };
         let span = attempt_span(&request, 1, Duration::ZERO);
         let retained = request.clone();
         let future = {
