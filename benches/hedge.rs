@@ -6,8 +6,11 @@
 //! the maximum of every read it timed, since a tail is what hedging is for. Round-robin sends
 //! a third of first attempts to the slow endpoint, so without hedging p99 is about its 20 ms.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::percentile;
 use criterion::{Criterion, criterion_group, criterion_main};
 use qdrant_tower::config::{BalanceSetting, StackConfig};
 use qdrant_tower::qdrant::{
@@ -70,10 +73,6 @@ fn stack(fleet: &Fleet, hedge: bool) -> Client<StackService> {
         .build()
         .unwrap()
         .client()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 fn reads(c: &mut Criterion) {
