@@ -16,7 +16,9 @@
 //! ```
 //!
 //! To look at one case: `E2E_ONLY=search_c1` (or `upsert_c64`, …) runs only that operation and
-//! concurrency, `E2E_CLIENTS=tonic,service` only those clients (to profile one at a time).
+//! concurrency, `E2E_CLIENTS=service,tonic` only those clients in that order (to profile one at
+//! a time, or to swap their places in the interleaving), `E2E_PASS_ONLY=1` skips criterion's
+//! runs and keeps the interleaved pass.
 //!
 //! Criterion reports the time per call (at concurrency 64: wall time over calls, so its
 //! inverse is the throughput); its groups run one client after the other, so a client can meet
@@ -370,7 +372,9 @@ fn e2e(c: &mut Criterion) {
                 continue;
             }
             let mut group = c.benchmark_group(format!("e2e_{target}_{}_c{concurrency}", op.name()));
-            for under in &clients {
+            // `E2E_PASS_ONLY=1`: the interleaved pass alone, without criterion's runs.
+            let criterion_runs = std::env::var_os("E2E_PASS_ONLY").is_none();
+            for under in clients.iter().filter(|_| criterion_runs) {
                 group.bench_function(under.name(), |b| {
                     b.iter_custom(|iters| {
                         runtime.block_on(burst(under, op, &collection, concurrency, iters.max(1)))
