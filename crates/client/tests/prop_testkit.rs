@@ -43,6 +43,8 @@ use tower::ServiceExt;
 const CALL_DEADLINE: Duration = Duration::from_secs(5);
 
 /// One generated call.
+// Each value lives for one case: not worth boxing the big messages.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 enum Call {
     Upsert(UpsertPoints),
