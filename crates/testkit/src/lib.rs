@@ -94,3 +94,8 @@ pub use error::TestkitError;
 pub use faults::{Call, CallLog, Fault, FaultPlan, FaultRequest, FaultRule, Faults, Rpc, Trigger};
 pub use scenario::{Scenario, Step};
 pub use server::{ServerHandle, TestServer, TestServerBuilder};
+
+/// The protobuf → engine conversions without a server, for the `testkit_convert` fuzz target.
+/// Not a stable API.
+#[doc(hidden)]
+pub use server::fuzzing;

@@ -292,7 +292,7 @@ fn check_shard_key(key: Option<pb::ShardKey>) -> Result<(), Status> {
 
 /// Qdrant's collection name rule (`common::validation::validate_collection_name`): 1 to 255
 /// characters, none of them reserved by file systems.
-fn validate_collection_name(name: &str) -> Result<(), StorageError> {
+pub(super) fn validate_collection_name(name: &str) -> Result<(), StorageError> {
     const FORBIDDEN: [char; 11] = ['<', '>', ':', '"', '/', '\\', '|', '?', '*', '\0', '\u{1F}'];
     if name.is_empty() || name.chars().count() > 255 {
         return Err(StorageError::collection_name_length(name));
@@ -326,7 +326,7 @@ fn create_settings(request: &pb::CreateCollection) -> Result<CollectionSettings,
 
 /// Qdrant's request validation of `CreateCollection` (the `range` rules of `lib/api/build.rs`),
 /// before anything else, with the broken rules in the message's field order.
-fn validate_create(request: &pb::CreateCollection) -> Result<(), StorageError> {
+pub(super) fn validate_create(request: &pb::CreateCollection) -> Result<(), StorageError> {
     let mut validation = Validation::new();
     hnsw_rules(&mut validation, request.hnsw_config.as_ref());
     if let Some(wal) = &request.wal_config {
@@ -598,7 +598,7 @@ impl CollectionUpdate {
 // CreateCollection → EdgeConfig
 
 #[allow(deprecated)] // `on_disk` and `always_ram` are deprecated on both sides, yet still honoured.
-fn edge_config(
+pub(super) fn edge_config(
     request: &pb::CreateCollection,
     settings: StorageSettings,
 ) -> Result<EdgeConfig, StorageError> {

@@ -10,6 +10,8 @@ mod collections;
 mod conn;
 mod convert;
 mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod index;
 mod intercept;

@@ -1064,7 +1064,7 @@ fn selection(
     }
 }
 
-fn upsert_operation(
+pub(super) fn upsert_operation(
     config: &EdgeConfig,
     points: Vec<pb::PointStruct>,
     update_filter: Option<pb::Filter>,
@@ -1224,7 +1224,7 @@ fn clear_payload_operation(
 }
 
 #[allow(deprecated)] // The deprecated delete and clear variants are still sent by old clients.
-fn batch_operation(
+pub(super) fn batch_operation(
     config: &EdgeConfig,
     operation: pb::PointsUpdateOperation,
 ) -> Result<UpdateOperation, StorageError> {
@@ -1292,7 +1292,7 @@ async fn run_query_batch(
 }
 
 /// A `SearchPoints` as the equivalent nearest-neighbour query, as Qdrant runs it internally.
-fn search_to_query(
+pub(super) fn search_to_query(
     config: &EdgeConfig,
     search: pb::SearchPoints,
 ) -> Result<QueryRequest, StorageError> {
@@ -1326,7 +1326,7 @@ fn search_to_query(
     })
 }
 
-fn query_plan(query: pb::QueryPoints) -> Result<Plan, StorageError> {
+pub(super) fn query_plan(query: pb::QueryPoints) -> Result<Plan, StorageError> {
     no_shard_keys(query.shard_key_selector.as_ref())?;
     Ok(Plan::Query(QueryPlan::new(QueryParts {
         prefetch: query.prefetch,
