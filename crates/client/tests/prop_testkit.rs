@@ -24,13 +24,11 @@ use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use qdrant_tower_client::qdrant::points_client::PointsClient;
 use qdrant_tower_client::qdrant::{
-    CountPoints, CreateCollectionBuilder, CreateFieldIndexCollection, DeletePoints, Distance,
-    GetPoints, MultiVectorComparator, MultiVectorConfig, OrderBy, PayloadExcludeSelector,
-    PayloadIncludeSelector, PointStruct, PointsIdsList, PointsSelector, PointsUpdateOperation,
-    PrefetchQuery, Query, QueryPoints, ScrollPoints, SearchPoints, SearchPointsBuilder,
-    SetPayloadPoints, SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpdateBatchPoints,
-    UpsertPoints, UpsertPointsBuilder, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
-    WithPayloadSelector, WithVectorsSelector, points_selector::PointsSelectorOneOf,
+    CountPoints, CreateFieldIndexCollection, DeletePoints, GetPoints, OrderBy,
+    PayloadExcludeSelector, PayloadIncludeSelector, PointStruct, PointsIdsList, PointsSelector,
+    PointsUpdateOperation, PrefetchQuery, Query, QueryPoints, ScrollPoints, SearchPoints,
+    SearchPointsBuilder, SetPayloadPoints, UpdateBatchPoints, UpsertPoints, UpsertPointsBuilder,
+    VectorInput, WithPayloadSelector, WithVectorsSelector, points_selector::PointsSelectorOneOf,
     points_update_operation, query, with_payload_selector::SelectorOptions, with_vectors_selector,
 };
 use qdrant_tower_client::{QdrantService, VectorError, VectorRequest, VectorResponse};
@@ -376,28 +374,7 @@ impl Tally {
 }
 
 async fn setup(server: &TestServer, service: &QdrantService) {
-    let dense = CreateCollectionBuilder::new("dense")
-        .vectors_config(VectorParamsBuilder::new(4, Distance::Cosine));
-    let named = CreateCollectionBuilder::new("named")
-        .vectors_config({
-            let mut config = VectorsConfigBuilder::default();
-            config.add_named_vector_params("a", VectorParamsBuilder::new(2, Distance::Dot));
-            config.add_named_vector_params(
-                "b",
-                VectorParamsBuilder::new(3, Distance::Euclid).multivector_config(
-                    MultiVectorConfig {
-                        comparator: MultiVectorComparator::MaxSim as i32,
-                    },
-                ),
-            );
-            config
-        })
-        .sparse_vectors_config({
-            let mut config = SparseVectorsConfigBuilder::default();
-            config.add_named_vector_params("s", SparseVectorParamsBuilder::default());
-            config
-        });
-    for create in [dense, named] {
+    for create in qdrant_tower_testkit::fuzzing::sample_collections() {
         let request = VectorRequest::from(create);
         service
             .clone()

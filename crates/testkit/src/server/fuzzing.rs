@@ -27,6 +27,32 @@ fn text(error: StorageError) -> String {
     error.to_string()
 }
 
+/// The two collections the fuzz target and the property tests check writes and searches
+/// against: `dense`, a plain 4-dimensional cosine vector; `named`, named dense (`a`, 2, dot),
+/// multi-dense (`b`, rows of 3, Euclid, max-sim) and sparse (`s`) vectors.
+pub fn sample_collections() -> [pb::CreateCollection; 2] {
+    let dense = pb::CreateCollectionBuilder::new("dense")
+        .vectors_config(pb::VectorParamsBuilder::new(4, pb::Distance::Cosine))
+        .build();
+    let mut vectors = pb::VectorsConfigBuilder::default();
+    vectors.add_named_vector_params("a", pb::VectorParamsBuilder::new(2, pb::Distance::Dot));
+    vectors.add_named_vector_params(
+        "b",
+        pb::VectorParamsBuilder::new(3, pb::Distance::Euclid).multivector_config(
+            pb::MultiVectorConfig {
+                comparator: pb::MultiVectorComparator::MaxSim as i32,
+            },
+        ),
+    );
+    let mut sparse = pb::SparseVectorsConfigBuilder::default();
+    sparse.add_named_vector_params("s", pb::SparseVectorParamsBuilder::default());
+    let named = pb::CreateCollectionBuilder::new("named")
+        .vectors_config(vectors)
+        .sparse_vectors_config(sparse)
+        .build();
+    [dense, named]
+}
+
 /// `CreateCollection` → the engine's configuration.
 pub fn collection(request: &pb::CreateCollection) -> Result<Collection, String> {
     validate_collection_name(&request.collection_name).map_err(text)?;
@@ -126,6 +152,9 @@ mod tests {
             ..Default::default()
         };
         let dense = collection(&create).unwrap();
+        for sample in sample_collections() {
+            collection(&sample).expect("the sample collections are valid");
+        }
         assert!(collection(&pb::CreateCollection::default()).is_err());
 
         let point = |id: pb::PointId, data: Vec<f32>| pb::PointStruct {
