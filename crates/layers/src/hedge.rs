@@ -330,7 +330,8 @@ where
         };
         shared.config.budget.deposit();
         let delay = shared.delay();
-        let started = Instant::now();
+        let clock = crate::clock::Now::read();
+        let started = clock.at();
         let later = delay.map(|_| {
             let service = self.inner.clone();
             let request = request.clone();

@@ -14,6 +14,7 @@
 
 pub mod breaker;
 mod classify;
+pub mod clock;
 mod config_error;
 pub mod deadline;
 pub mod health;

@@ -257,6 +257,34 @@ mod attempt_timeout {
         );
     }
 
+    /// The layers share one clock reading per `call` (`qdrant_tower_layers::clock`); a layer
+    /// that waits before calling the next one must not hand it the reading from before its wait.
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_behind_a_queue_starts_its_limit_when_it_starts() {
+        let seen = Seen::default();
+        let queue = tower::layer::layer_fn(|inner| {
+            service_fn(move |req: Req| {
+                let mut inner = Clone::clone(&inner);
+                async move {
+                    tokio::time::sleep(S(1)).await;
+                    call(&mut inner, req).await
+                }
+            })
+        });
+        let mut svc = ServiceBuilder::new()
+            .layer(DeadlineLayer::new(S(10)))
+            .layer(queue)
+            .layer(AttemptTimeoutLayer::new(S(2)))
+            .service(backend(&seen, Duration::ZERO, &[Ok(())]));
+        let start = Instant::now();
+        call(&mut svc, search()).await.unwrap();
+        assert_eq!(
+            seen.all(),
+            vec![(start + S(1), Some(start + S(3)))],
+            "two seconds from the attempt's start, after its second in the queue"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_fast_attempt_passes_and_a_passed_deadline_sends_nothing() {
         let seen = Seen::default();

@@ -1,12 +1,12 @@
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tower_service::Service;
 
 use super::DeadlineExceeded;
 use super::future::ResponseFuture;
 use crate::RequestInfo;
+use crate::clock::Now;
 use crate::setting::{DurationSetting, SharedDuration};
 
 /// Bounds each call by a deadline and stamps it on the request.
@@ -74,7 +74,9 @@ where
     }
 
     fn call(&mut self, mut request: Req) -> Self::Future {
-        let now = Instant::now();
+        // Shared with the layers below while this `call` runs (see `clock`).
+        let clock = Now::read();
+        let now = clock.at();
         let at = match request.deadline() {
             Some(own) => own,
             None => {

@@ -15,6 +15,7 @@ use super::observe::{Metrics, attempt_span};
 use super::{RetryBudget, RetryPolicy};
 use crate::ConfigError;
 use crate::classify::tighten_deadline;
+use crate::clock::Now;
 use crate::deadline::DeadlineExceeded;
 use crate::{Classify, RequestInfo};
 
@@ -140,8 +141,12 @@ impl<S> Retry<S> {
 
     /// When the call of `request`, started `now`, must be over: the earlier of the request's
     /// own deadline and the policy's, which the request then carries to the layers below.
-    fn deadline_for<Req: RequestInfo>(&self, request: &mut Req, now: Instant) -> Option<Instant> {
-        match self.shared.policy.load().deadline() {
+    fn deadline_for<Req: RequestInfo>(
+        own: Option<Duration>,
+        request: &mut Req,
+        now: Instant,
+    ) -> Option<Instant> {
+        match own {
             Some(total) => Some(tighten_deadline(request, now + total)),
             None => request.deadline(),
         }
@@ -184,15 +189,17 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let mut request = request;
-        let timed = self.shared.policy.load().deadline().is_some() || request.deadline().is_some();
-        // One clock read for the budget and the deadline both.
-        let now = (timed || self.shared.budget.is_some()).then(Instant::now);
+        let own_deadline = self.shared.policy.load().deadline();
+        let timed = own_deadline.is_some() || request.deadline().is_some();
+        // One clock reading for the budget and the deadline both, shared with the layers
+        // below while this `call` runs (see `clock`).
+        let clock = (timed || self.shared.budget.is_some()).then(Now::read);
+        let now = clock.as_ref().map(Now::at);
         if let (Some(budget), Some(now)) = (&self.shared.budget, now) {
             budget.deposit_at(now);
         }
         let deadline = match now {
-            Some(now) if timed => self
-                .deadline_for(&mut request, now)
+            Some(now) if timed => Self::deadline_for(own_deadline, &mut request, now)
                 .map(|at| (at, at.saturating_duration_since(now))),
             _ => None,
         };

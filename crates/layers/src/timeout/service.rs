@@ -1,12 +1,12 @@
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tower_service::Service;
 
 use super::AttemptTimedOut;
 use super::future::ResponseFuture;
 use crate::RequestInfo;
+use crate::clock::Now;
 use crate::setting::{DurationSetting, SharedDuration};
 
 /// Bounds each call by a timeout, shrunk to the request's deadline.
@@ -77,7 +77,8 @@ where
     }
 
     fn call(&mut self, mut request: Req) -> Self::Future {
-        let now = Instant::now();
+        let clock = Now::read();
+        let now = clock.at();
         let own = now + self.timeout.get();
         let (at, by_deadline) = match request.deadline() {
             Some(deadline) if deadline < own => (deadline, true),
