@@ -356,7 +356,11 @@ fn e2e(c: &mut Criterion) {
     let mut clients = runtime.block_on(backend.clients());
     // `E2E_CLIENTS=tonic,service` keeps only those (to profile one client at a time).
     if let Ok(keep) = std::env::var("E2E_CLIENTS") {
-        clients.retain(|under| keep.split(',').any(|name| name.trim() == under.name()));
+        clients = keep
+            .split(',')
+            .filter_map(|name| clients.iter().find(|under| under.name() == name.trim()))
+            .cloned()
+            .collect();
     }
     let collection: Arc<str> = backend.collection.as_str().into();
     let target = if backend._server.is_some() {

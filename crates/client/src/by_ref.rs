@@ -101,30 +101,33 @@ impl<R: Message + Default> Decoder for ProstDecoder<R> {
 
 /// Sends `item` as the unary call `/{service}/{method}` over `channel`, with the options and
 /// timeout every call carries.
-pub(crate) async fn unary<M, R>(
+pub(crate) fn unary<M, R>(
     channel: Channel,
     options: &CallOptions,
     item: ByRef<M>,
     timeout: Option<std::time::Duration>,
     (service, method, path): (&'static str, &'static str, &'static str),
-) -> Result<R, Status>
+) -> impl Future<Output = Result<R, Status>> + Send + 'static
 where
     M: Message + Send + Sync + 'static,
     R: Message + Default + Send + Sync + 'static,
 {
+    // What needs `options` is done now, so the future owns all it uses.
     let mut grpc = options.configure(tonic::client::Grpc::new(channel));
-    grpc.ready()
-        .await
-        .map_err(|error| Status::unknown(format!("Service was not ready: {error}")))?;
     let mut request = options.request(item, timeout);
     request
         .extensions_mut()
         .insert(GrpcMethod::new(service, method));
     let path = http::uri::PathAndQuery::from_static(path);
-    let response = grpc
-        .unary(request, path, ByRefCodec::<M, R>(PhantomData))
-        .await?;
-    Ok(response.into_inner())
+    async move {
+        grpc.ready()
+            .await
+            .map_err(|error| Status::unknown(format!("Service was not ready: {error}")))?;
+        let response = grpc
+            .unary(request, path, ByRefCodec::<M, R>(PhantomData))
+            .await?;
+        Ok(response.into_inner())
+    }
 }
 
 #[cfg(test)]

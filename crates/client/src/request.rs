@@ -223,19 +223,22 @@ macro_rules! vector_ops {
         // Qdrant deprecated search, recommend and discover (and their batch and group forms)
         // in favour of query, but still serves them; users who send them get them sent.
         #[allow(deprecated)]
-        async fn dispatch_owned(
+        fn dispatch_owned(
             channel: Channel,
             options: &CallOptions,
             op: VectorOp,
             timeout: Option<Duration>,
-        ) -> Result<VectorResponse, tonic::Status> {
+        ) -> Dispatch {
             match op {
                 $(VectorOp::$variant(message) => {
                     let mut client = vector_ops!(@client $client channel options);
-                    client
-                        .$method(options.request(message, timeout))
-                        .await
-                        .map(|response| VectorResponse::$variant(response.into_inner().into()))
+                    let request = options.request(message, timeout);
+                    Box::pin(async move {
+                        client
+                            .$method(request)
+                            .await
+                            .map(|response| VectorResponse::$variant(response.into_inner().into()))
+                    })
                 })*
             }
         }
@@ -279,13 +282,18 @@ macro_rules! vector_ops {
 /// bulk) go by reference through [`by_ref`], the same RPC without copying the shared message;
 /// every other operation is taken out of the `Arc` (copied only if a clone of the request is
 /// still alive) and sent by its generated client.
-pub(crate) async fn dispatch(
+///
+/// Each operation's future is boxed on its own, at its own size: one future for all of them
+/// would be as large as the largest (~12 KiB), and allocating and freeing that much per call
+/// made glibc trim and grow its heap around it — page faults that cost a search ~30 µs on
+/// loopback (BENCHMARKS.md, section 2).
+pub(crate) fn dispatch(
     channel: Channel,
     options: &CallOptions,
     op: Arc<SharedOp>,
     timeout: Option<Duration>,
     server_timeout: Option<Duration>,
-) -> Result<VectorResponse, tonic::Status> {
+) -> Dispatch {
     macro_rules! by_reference {
         ($variant:ident($message:ty), $method:literal) => {{
             fn message(op: &VectorOp) -> &$message {
@@ -305,9 +313,8 @@ pub(crate) async fn dispatch(
                 $method,
                 concat!("/qdrant.Points/", $method),
             );
-            by_ref::unary(channel, options, item, timeout, rpc)
-                .await
-                .map(VectorResponse::$variant)
+            let call = by_ref::unary(channel, options, item, timeout, rpc);
+            Box::pin(async move { call.await.map(VectorResponse::$variant) })
         }};
     }
     match op.op {
@@ -321,10 +328,15 @@ pub(crate) async fn dispatch(
             if let Some(limit) = server_timeout {
                 op.bound_server_timeout(limit);
             }
-            dispatch_owned(channel, options, op, timeout).await
+            dispatch_owned(channel, options, op, timeout)
         }
     }
 }
+
+/// One call on its way: what [`dispatch`] answers.
+pub(crate) type Dispatch = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<VectorResponse, tonic::Status>> + Send>,
+>;
 
 impl VectorOp {
     /// Whether the operation only reads: it changes nothing on the server (points,

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use qdrant_tower_layers::clock::Now;
 use qdrant_tower_layers::{
     ConfigError as LayerConfigError, ErrorKind, HealthCheck, HealthConfig, RequestInfo,
 };
@@ -303,7 +304,9 @@ impl Service<VectorRequest> for QdrantService {
         }
         let operation = request.operation();
         let configured = self.shared.options.timeout;
-        let now = Instant::now();
+        // The layers above read the clock as this call started; their reading is reused.
+        let clock = Now::read();
+        let now = clock.at();
         // The call's timeout: the configured one, or the time left before the request's
         // deadline when that is shorter.
         let (limit, by_deadline) = match request.deadline() {
