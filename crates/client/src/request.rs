@@ -284,9 +284,9 @@ macro_rules! vector_ops {
 /// still alive) and sent by its generated client.
 ///
 /// Each operation's future is boxed on its own, at its own size: one future for all of them
-/// would be as large as the largest (~12 KiB), and allocating and freeing that much per call
-/// made glibc trim and grow its heap around it — page faults that cost a search ~30 µs on
-/// loopback (BENCHMARKS.md, section 2).
+/// is as large as the largest (it was 12.6 KiB in a debug build), and allocating and freeing
+/// that much per call made glibc trim and grow its heap around it — page faults that cost a
+/// search ~30 µs on loopback (BENCHMARKS.md, section 2).
 pub(crate) fn dispatch(
     channel: Channel,
     options: &CallOptions,
