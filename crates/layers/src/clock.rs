@@ -55,6 +55,7 @@
 //! ```
 
 use std::cell::Cell;
+use std::marker::PhantomData;
 
 use tokio::time::Instant;
 
@@ -64,12 +65,25 @@ thread_local! {
 
 /// "Now" for a call being started: the reading of an enclosing `call` on this thread, or a
 /// fresh one that this guard shares until it is dropped. Hold it across the inner service's
-/// `call`, and no longer (see the [module docs](self)).
+/// `call`, and no longer (see the [module docs](self)). It is not `Send`: held across an
+/// `.await`, it would share its reading with every task that ran on the thread meanwhile, so a
+/// future that holds it cannot be spawned on a multi-threaded runtime.
+///
+/// ```compile_fail
+/// fn spawnable<T: Send>(_: T) {}
+/// spawnable(async {
+///     let now = qdrant_tower_layers::clock::Now::read();
+///     std::future::ready(()).await;
+///     drop(now);
+/// });
+/// ```
 #[must_use = "the reading is shared only while the guard lives"]
 #[derive(Debug)]
 pub struct Now {
     at: Instant,
     owner: bool,
+    // Not `Send`: the reading belongs to this thread's stack (see above).
+    _not_send: PhantomData<*const ()>,
 }
 
 impl Now {
@@ -78,11 +92,19 @@ impl Now {
     #[inline]
     pub fn read() -> Now {
         READING.with(|reading| match reading.get() {
-            Some(at) => Now { at, owner: false },
+            Some(at) => Now {
+                at,
+                owner: false,
+                _not_send: PhantomData,
+            },
             None => {
                 let at = Instant::now();
                 reading.set(Some(at));
-                Now { at, owner: true }
+                Now {
+                    at,
+                    owner: true,
+                    _not_send: PhantomData,
+                }
             }
         })
     }
