@@ -232,9 +232,17 @@ async fn a_frozen_or_dead_peer_is_a_timeout_or_an_internal_error_never_a_cancell
         }
     };
     assert_eq!(counted.result.map(|r| r.count), Some(30));
-    call(&setup, DeleteCollectionBuilder::new(&collection).into())
-        .await
-        .expect("collection deleted");
+    // The restarted peer may still be catching up with consensus: a deletion can then time out
+    // waiting for its commit (INTERNAL "Waiting for consensus operation commit failed", seen
+    // in CI); it is retried until the cluster agrees, within a minute.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(error) = call(&setup, DeleteCollectionBuilder::new(&collection).into()).await {
+        assert!(
+            error.kind().is_transient() && Instant::now() < deadline,
+            "collection deleted within a minute of the restart: {error}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// What a run under load saw.
