@@ -150,8 +150,7 @@ enum Outcome {
 }
 
 /// Answers from a script (then repeats `then`), each answer after `latency`; records when each
-/// attempt started. Clones share everything.
-#[derive(Clone)]
+/// attempt started. Clones share everything, and count themselves.
 struct Backend {
     script: Arc<Mutex<VecDeque<Outcome>>>,
     then: Outcome,
@@ -159,6 +158,22 @@ struct Backend {
     starts: Arc<Mutex<Vec<Instant>>>,
     finished: Arc<AtomicUsize>,
     ready: Arc<AtomicBool>,
+    clones: Arc<AtomicUsize>,
+}
+
+impl Clone for Backend {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, SeqCst);
+        Backend {
+            script: self.script.clone(),
+            then: self.then,
+            latency: self.latency,
+            starts: self.starts.clone(),
+            finished: self.finished.clone(),
+            ready: self.ready.clone(),
+            clones: self.clones.clone(),
+        }
+    }
 }
 
 impl Backend {
@@ -170,6 +185,7 @@ impl Backend {
             starts: Arc::default(),
             finished: Arc::default(),
             ready: Arc::new(AtomicBool::new(true)),
+            clones: Arc::default(),
         }
     }
 
@@ -581,6 +597,33 @@ async fn a_retry_waits_for_readiness_but_not_past_the_deadline() {
     );
     assert_eq!(backend.calls(), 1);
     assert_eq!(start.elapsed(), secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_a_retried_call_clones_the_inner_service_once_for_all_its_retries() {
+    let backend = Backend::new(
+        [
+            Outcome::Ok,
+            Outcome::Err(fail(ErrorKind::Unavailable)),
+            Outcome::Err(fail(ErrorKind::Unavailable)),
+        ],
+        Outcome::Ok,
+    );
+    let mut svc = setup(exact(), &backend);
+    let clones = || backend.clones.load(SeqCst);
+    let built = clones();
+    // Succeeds at once: nothing cloned.
+    assert_eq!(send(&mut svc, SEARCH).await, Ok(()));
+    assert_eq!((backend.calls(), clones()), (1, built));
+    // Fails twice, then succeeds: its two retries run on one clone.
+    assert_eq!(send(&mut svc, SEARCH).await, Ok(()));
+    assert_eq!((backend.calls(), clones()), (4, built + 1));
+    // A clone of the retry service clones the backend once (its own inner service) and
+    // shares the spare its retries are cloned from.
+    let mut twin = svc.clone();
+    assert_eq!(clones(), built + 2);
+    assert_eq!(send(&mut twin, SEARCH).await, Ok(()));
+    assert_eq!(clones(), built + 2);
 }
 
 // ===== budget =====

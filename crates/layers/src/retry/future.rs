@@ -16,7 +16,7 @@ use tracing::Span;
 
 use super::observe::attempt_span;
 use super::policy::{BackoffState, Decision, Stop};
-use super::service::Shared;
+use super::service::CallShared;
 use crate::deadline::DeadlineExceeded;
 use crate::{Classify, RequestInfo};
 
@@ -96,9 +96,10 @@ impl DeadlineTimer {
 
 /// Everything about the call that need not be pinned.
 struct CallState<S, Req, E> {
-    service: S,
+    // The service retries run on: none until the first retry.
+    service: Option<S>,
     request: Req,
-    shared: Arc<Shared>,
+    shared: Arc<CallShared<S>>,
     attempt: u32,
     // Attempts started (the retry counter moves before the next attempt starts), and whether
     // any failed attempt so far may have reached the server: what the call's error reports.
@@ -115,9 +116,8 @@ where
 {
     pub(crate) fn new(
         future: S::Future,
-        service: S,
         request: Req,
-        shared: Arc<Shared>,
+        shared: Arc<CallShared<S>>,
         span: Span,
         deadline: Option<(Instant, Duration)>,
     ) -> Self {
@@ -132,7 +132,7 @@ where
             state: State::Called { future },
             deadline,
             call: CallState {
-                service,
+                service: None,
                 request,
                 shared,
                 attempt: 1,
@@ -148,7 +148,7 @@ where
 
 impl<S, Req> CallState<S, Req, S::Error>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Classify,
     Req: RequestInfo + Clone,
 {
@@ -160,7 +160,7 @@ where
     ) -> Result<Duration, S::Error> {
         let kind = error.kind();
         self.span.record("error.type", kind.as_str());
-        let shared = &*self.shared;
+        let shared = &*self.shared.retry;
         let backoff = self
             .backoff
             .get_or_insert_with(|| BackoffState::new(shared.next_seed()));
@@ -204,11 +204,20 @@ where
         Ok(delay)
     }
 
+    /// The service for the next attempt, cloned from the spare at the first retry.
+    fn service(&mut self) -> &mut S {
+        let shared = &self.shared;
+        self.service.get_or_insert_with(|| shared.service())
+    }
+
     fn start_attempt(&mut self) -> S::Future {
         self.last_error = None;
         self.started += 1;
+        let request = self.request.clone();
+        let shared = &self.shared;
+        let service = self.service.get_or_insert_with(|| shared.service());
         let _entered = self.span.enter();
-        self.service.call(self.request.clone())
+        service.call(request)
     }
 
     fn give_up(&mut self) -> S::Error {
@@ -223,7 +232,7 @@ where
     /// The error the call ends with, carrying what the whole call did (see
     /// [`Classify::record_attempts`]).
     fn finish(&self, mut error: S::Error) -> S::Error {
-        self.shared.metrics.attempts.record(self.started);
+        self.shared.retry.metrics.attempts.record(self.started);
         let maybe_sent = self.sent || error.maybe_sent();
         error.record_attempts(self.started, maybe_sent);
         error
@@ -232,7 +241,7 @@ where
 
 impl<S, Req> Future for ResponseFuture<S, Req>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Classify + From<DeadlineExceeded>,
     Req: RequestInfo + Clone,
 {
@@ -249,14 +258,15 @@ where
                     };
                     let error = match polled {
                         Poll::Ready(Ok(response)) => {
-                            this.call.shared.metrics.attempts.record(this.call.started);
+                            let call = &*this.call;
+                            call.shared.retry.metrics.attempts.record(call.started);
                             return Poll::Ready(Ok(response));
                         }
                         Poll::Ready(Err(error)) => error,
                         Poll::Pending => {
                             if this.deadline.as_mut().poll_passed(cx) {
                                 let call = &*this.call;
-                                call.shared.metrics.deadline_exceeded.increment(1);
+                                call.shared.retry.metrics.deadline_exceeded.increment(1);
                                 call.span.record("error.type", "timeout");
                                 tracing::debug!(parent: &call.span, "deadline passed: attempt cancelled");
                                 let error = DeadlineExceeded::new(
@@ -287,7 +297,7 @@ where
                     this.state.set(State::Retrying);
                 }
                 StateProj::Retrying => {
-                    match this.call.service.poll_ready(cx) {
+                    match this.call.service().poll_ready(cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(error)) => {
                             return Poll::Ready(Err(this.call.finish(error)));

@@ -41,7 +41,9 @@
 //! The service keeps its inner service's error type `E`, which must implement
 //! [`Classify`](crate::Classify) and `From<DeadlineExceeded>` (a `tower::BoxError` does). The
 //! request type must implement [`RequestInfo`](crate::RequestInfo) and `Clone`: the layer
-//! keeps a clone to send again.
+//! keeps a clone to send again. The inner service must be `Clone`: retries run on a clone of
+//! it, taken at a call's first retry (not, as in tower's retry, at every call), and each waits
+//! for that clone's `poll_ready`.
 //!
 //! # Observability
 //! Each attempt runs in an `INFO` `tracing` span `attempt{db.operation.name,

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,20 +25,46 @@ use crate::{Classify, RequestInfo};
 ///
 /// # `poll_ready`
 /// Forwards to the inner service: the first attempt is sent on the service the caller made
-/// ready. Each retry runs on a clone of the inner service, taken when the call starts, and
-/// waits for that clone's `poll_ready` (bounded by the deadline, if any) before sending.
+/// ready. A call's retries run on one clone of the inner service, taken at its first retry
+/// from a spare clone made when this `Retry` was built, and wait for that clone's
+/// `poll_ready` (bounded by the deadline, if any) before sending. (Tower's retry clones the
+/// inner service when each call starts instead; for the services a stack is made of —
+/// handles on shared state — both clones are alike, and a call that succeeds first time, the
+/// common case, then clones nothing.) A change made through [`get_mut`](Retry::get_mut)
+/// reaches first attempts only.
 ///
 /// # Clone
-/// Clones share the policy, the [`RetryBudget`] and the seed sequence; the inner service is
-/// cloned.
+/// Clones share the policy, the [`RetryBudget`], the seed sequence and the spare clone of the
+/// inner service; the inner service itself is cloned.
 ///
 /// # Cost
-/// Each call clones the request once (kept for retries) and the inner service once, deposits
-/// into the budget, and creates a `tracing` span; with a deadline it reads the clock and arms
-/// a timer. Nothing is boxed. Each retry clones the request again.
+/// Each call clones the request once (kept for retries; requests meant for retrying are cheap
+/// to clone, like `VectorRequest`'s shared body) and one `Arc`, deposits into the budget, and
+/// creates a `tracing` span; with a deadline it reads the clock and arms a timer. Nothing is
+/// boxed. The first retry clones the inner service (under a lock: off the hot path), each
+/// retry the request.
 pub struct Retry<S> {
     inner: S,
-    shared: Arc<Shared>,
+    shared: Arc<CallShared<S>>,
+}
+
+/// What every call of a retry service (and of its clones) shares: the layer's [`Shared`] and a
+/// spare clone of the inner service to take retries' services from.
+pub(crate) struct CallShared<S> {
+    pub retry: Arc<Shared>,
+    // A mutex so that a future holding this is `Send` when `S` is, as when it held `S` itself
+    // (`S` need not be `Sync`; tower's `BoxCloneService` is not). Locked once per retried call.
+    spare: Mutex<S>,
+}
+
+impl<S: Clone> CallShared<S> {
+    /// A service for a call's retries.
+    pub fn service(&self) -> S {
+        self.spare
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// What every clone of a retry service, and every call it starts, shares.
@@ -89,7 +115,7 @@ impl fmt::Debug for Shared {
     }
 }
 
-impl<S> Retry<S> {
+impl<S: Clone> Retry<S> {
     /// Retries calls to `inner` by `policy`, with a budget of its own (shared by clones of
     /// this service). Fails on the first field of `policy` out of range.
     pub fn new(inner: S, policy: RetryPolicy) -> Result<Self, ConfigError> {
@@ -104,24 +130,30 @@ impl<S> Retry<S> {
         ))
     }
 
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
-        Retry { inner, shared }
+    pub(crate) fn from_shared(inner: S, retry: Arc<Shared>) -> Self {
+        let spare = Mutex::new(inner.clone());
+        Retry {
+            inner,
+            shared: Arc::new(CallShared { retry, spare }),
+        }
     }
+}
 
+impl<S> Retry<S> {
     /// The policy this service retries by (now).
     pub fn policy(&self) -> Arc<RetryPolicy> {
-        self.shared.policy.load_full()
+        self.shared.retry.policy.load_full()
     }
 
     /// Retries by `policy` from now on, in this service, its clones and every service of
     /// the layer it came from; see [`RetryLayer::set_policy`](super::RetryLayer::set_policy).
     pub fn set_policy(&self, policy: RetryPolicy) -> Result<(), ConfigError> {
-        self.shared.set_policy(policy)
+        self.shared.retry.set_policy(policy)
     }
 
     /// The budget this service and its clones share, if any.
     pub fn budget(&self) -> Option<&RetryBudget> {
-        self.shared.budget.as_ref()
+        self.shared.retry.budget.as_ref()
     }
 
     /// Get a reference to the inner service
@@ -129,7 +161,8 @@ impl<S> Retry<S> {
         &self.inner
     }
 
-    /// Get a mutable reference to the inner service
+    /// Get a mutable reference to the inner service (the one first attempts are sent on;
+    /// retries run on clones of the service this `Retry` was built with)
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
@@ -166,8 +199,8 @@ impl<S: fmt::Debug> fmt::Debug for Retry<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
-            .field("policy", &self.shared.policy.load())
-            .field("budget", &self.shared.budget)
+            .field("policy", &self.shared.retry.policy.load())
+            .field("budget", &self.shared.retry.budget)
             .finish()
     }
 }
@@ -189,13 +222,14 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let mut request = request;
-        let own_deadline = self.shared.policy.load().deadline();
+        let shared = &self.shared.retry;
+        let own_deadline = shared.policy.load().deadline();
         let timed = own_deadline.is_some() || request.deadline().is_some();
         // One clock reading for the budget and the deadline both, shared with the layers
         // below while this `call` runs (see `clock`).
-        let clock = (timed || self.shared.budget.is_some()).then(Now::read);
+        let clock = (timed || shared.budget.is_some()).then(Now::read);
         let now = clock.as_ref().map(Now::at);
-        if let (Some(budget), Some(now)) = (&self.shared.budget, now) {
+        if let (Some(budget), Some(now)) = (&shared.budget, now) {
             budget.deposit_at(now);
         }
         let deadline = match now {
@@ -209,13 +243,6 @@ where
             let _entered = span.enter();
             self.inner.call(request)
         };
-        ResponseFuture::new(
-            future,
-            self.inner.clone(),
-            retained,
-            self.shared.clone(),
-            span,
-            deadline,
-        )
+        ResponseFuture::new(future, retained, self.shared.clone(), span, deadline)
     }
 }
