@@ -206,16 +206,15 @@ where
 
     /// The service for the next attempt, cloned from the spare at the first retry.
     fn service(&mut self) -> &mut S {
-        let shared = &self.shared;
-        self.service.get_or_insert_with(|| shared.service())
+        retry_service(&mut self.service, &self.shared)
     }
 
     fn start_attempt(&mut self) -> S::Future {
         self.last_error = None;
         self.started += 1;
         let request = self.request.clone();
-        let shared = &self.shared;
-        let service = self.service.get_or_insert_with(|| shared.service());
+        // Borrows the fields apart: the span stays entered while the service is called.
+        let service = retry_service(&mut self.service, &self.shared);
         let _entered = self.span.enter();
         service.call(request)
     }
@@ -237,6 +236,11 @@ where
         error.record_attempts(self.started, maybe_sent);
         error
     }
+}
+
+/// A call's service for retries, cloned from the spare the first time it is needed.
+fn retry_service<'a, S: Clone>(service: &'a mut Option<S>, shared: &CallShared<S>) -> &'a mut S {
+    service.get_or_insert_with(|| shared.service())
 }
 
 impl<S, Req> Future for ResponseFuture<S, Req>
